@@ -1,0 +1,198 @@
+"""Split cleaned text into sentence-aware, paragraph-aware passages with character offsets.
+
+Passages are windows of whole sentences, bounded by a token budget so the embedding model never
+truncates them. A passage does not cross a paragraph boundary unless one side is short (a quote's
+trailing "he said." joins the quote). A sentence longer than the budget is cut at clause or word
+boundaries. Every passage records its ``start``/``end`` offsets into the cleaned text, and
+``text[start:end] == passage.text`` always holds.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+TokenCounter = Callable[[str], int]
+
+# Abbreviations that end in a full stop without ending a sentence (lower-cased, without the dot).
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof gen lt col maj capt cmdr adm sgt cpl pvt rep sen gov pres sec amb st mt ft
+    jr sr co corp inc ltd no nos vol fig art para sect ch pp p approx est dept univ assn bros
+    jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs fri sat sun
+    u.s u.k u.n e.u u.s.a a.m p.m i.e e.g etc vs cf al ca md va pa fla calif ala ariz ark colo conn
+    del ga ill ind kan ky la mass mich minn miss mo mont neb nev okla ore tenn tex wash wis wyo
+    adj asst atty aug blvd brig cdr cie comdr hon messrs mlle mme msgr rev rt supt""".split()
+)
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)|[.!?…]+[\"'”’»)\]]*$")
+_WORD_BEFORE = re.compile(r"([^\s\"'“‘«(\[]+)$")
+_PARAGRAPH = re.compile(r"\n\s*\n|\n")
+_CLAUSE_BREAK = re.compile(r"[,;:–—]\s+")
+
+
+def approx_tokens(text: str) -> int:
+    """Cheap upper estimate of WordPiece tokens: words, punctuation, and long-word splits."""
+    words = re.findall(r"[^\W_]+|[^\w\s]", text)
+    return sum(1 + len(w) // 8 for w in words)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A window of sentences. ``start``/``end`` are character offsets into the cleaned text."""
+
+    ordinal: int
+    start: int
+    end: int
+    text: str
+
+
+def paragraph_spans(text: str) -> list[Span]:
+    """Spans of non-empty paragraphs (split on newlines), trimmed of surrounding whitespace."""
+    spans = []
+    pos = 0
+    for match in list(_PARAGRAPH.finditer(text)) + [None]:
+        end = match.start() if match else len(text)
+        spans.extend(_trim(text, pos, end))
+        pos = match.end() if match else len(text)
+    return spans
+
+
+def _trim(text: str, start: int, end: int) -> list[Span]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return [Span(start, end)] if end > start else []
+
+
+def _ends_sentence(text: str, dot_end: int, match_text: str) -> bool:
+    """Decide whether a terminal mark at ``text[:dot_end]`` closes a sentence."""
+    if match_text.rstrip("\"'”’»)]").endswith((".",)) and not match_text.startswith(("..", "…")):
+        before = _WORD_BEFORE.search(text[: dot_end - len(match_text) + 1].rstrip("."))
+        token = before.group(1) if before else ""
+        bare = token.lower().strip(".")
+        if bare in _ABBREVIATIONS:
+            return False
+        if len(token) == 1 and token.isalpha() and token.isupper():
+            return False  # an initial: "Mark T. Esper"
+        if re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]?", token + "."):
+            return False  # "U.S." and other dotted acronyms inside a sentence
+    rest = text[dot_end:].lstrip()
+    if not rest:
+        return True
+    first = rest[0]
+    # A sentence starts with an upper-case letter, a digit, a quote or a bracket; a lower-case
+    # continuation means the mark was inside a sentence ("the No. 2 official", "3 p.m. on Friday").
+    return first.isupper() or first.isdigit() or first in "\"'“‘«([—–-•"
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Sentence spans within ``text[start:end]``, covering every non-space character."""
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    pos = start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        if _ends_sentence(text[:end], match.end(), match.group()):
+            spans.extend(_trim(text, pos, match.end()))
+            pos = match.end()
+    spans.extend(_trim(text, pos, end))
+    return spans
+
+
+def _cut_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> list[Span]:
+    """Cut one over-long sentence at clause breaks, then at word breaks, within the budget."""
+    pieces: list[Span] = []
+    start = span.start
+    while start < span.end:
+        if count(text[start : span.end]) <= max_tokens:
+            pieces.extend(_trim(text, start, span.end))
+            break
+        # Find the longest prefix that fits, preferring a clause break, else a word break.
+        words = [m.end() for m in re.finditer(r"\S+", text[start : span.end])]
+        lo, hi, best = 0, len(words) - 1, 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if count(text[start : start + words[mid]]) <= max_tokens:
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        cut = start + words[best]
+        clauses = [start + m.end() for m in _CLAUSE_BREAK.finditer(text[start:cut])]
+        if clauses and clauses[-1] - start > (cut - start) // 2:
+            cut = clauses[-1]
+        pieces.extend(_trim(text, start, cut))
+        start = cut
+    return pieces
+
+
+def split_passages(
+    text: str,
+    *,
+    max_tokens: int = 128,
+    min_tokens: int = 32,
+    count_tokens: TokenCounter = approx_tokens,
+) -> list[Passage]:
+    """Split cleaned ``text`` into passages of whole sentences.
+
+    Parameters
+    ----------
+    text : str
+        Cleaned article text; paragraphs separated by newlines.
+    max_tokens : int
+        Hard budget per passage in model tokens; no passage is longer (long sentences are cut).
+    min_tokens : int
+        A paragraph shorter than this joins its neighbour when the budget allows.
+    count_tokens : callable
+        Counts tokens of a string; pass the embedding model's tokenizer for exact budgets.
+
+    Returns
+    -------
+    list of Passage
+        In reading order, ordinals from 0.
+    """
+    if max_tokens < 8:
+        raise ValueError(f"max_tokens must be >= 8. Got {max_tokens} instead.")
+    groups: list[list[Span]] = []  # sentences per paragraph
+    for paragraph in paragraph_spans(text):
+        sentences: list[Span] = []
+        for sentence in sentence_spans(text, paragraph.start, paragraph.end):
+            if count_tokens(text[sentence.start : sentence.end]) > max_tokens:
+                sentences.extend(_cut_long(text, sentence, max_tokens, count_tokens))
+            else:
+                sentences.append(sentence)
+        if sentences:
+            groups.append(sentences)
+
+    windows: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    current_paragraph_short = False
+    for sentences in groups:
+        paragraph_short = count_tokens(text[sentences[0].start : sentences[-1].end]) < min_tokens
+        for i, sentence in enumerate(sentences):
+            if current is None:
+                current = (sentence.start, sentence.end)
+                continue
+            merged = (current[0], sentence.end)
+            joins_paragraph = i == 0
+            allowed = not joins_paragraph or paragraph_short or current_paragraph_short
+            if allowed and count_tokens(text[merged[0] : merged[1]]) <= max_tokens:
+                current = merged
+            else:
+                windows.append(current)
+                current = (sentence.start, sentence.end)
+        current_paragraph_short = count_tokens(text[current[0] : current[1]]) < min_tokens if current else False
+    if current is not None:
+        windows.append(current)
+    return [Passage(i, s, e, text[s:e]) for i, (s, e) in enumerate(windows)]
+
+
+def iter_sentences(text: str) -> Iterator[str]:
+    """Sentences of ``text`` in order (for tests and tools)."""
+    for paragraph in paragraph_spans(text):
+        for span in sentence_spans(text, paragraph.start, paragraph.end):
+            yield text[span.start : span.end]

@@ -1,0 +1,117 @@
+"""Atomic file replacement and an advisory write lock (flock) for index and bundle directories.
+
+The lock is a ``flock`` on a ``.lock`` file: the kernel drops it when the holder dies, even by
+``kill -9``, so a stale lock cannot block the next run. The file records the holder's pid for the
+error message.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from toolkit.errors import LockedError
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never a part."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, value: object) -> None:
+    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def write_lock(folder: Path, what: str = "index") -> Iterator[None]:
+    """Hold the exclusive write lock of ``folder`` or raise :class:`LockedError` at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / ".lock"
+    handle = open(lock_path, "a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise LockedError(
+                f"{folder}: another toolkit process (pid {holder}) is writing this {what}",
+                hint="wait for it to finish; the lock frees itself if that process dies",
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock
+
+
+def _renameat2_exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Put the fully written folder ``staged`` at ``target``, replacing what was there atomically.
+
+    With an existing target the two folders are exchanged in one system call, so ``target`` is
+    always either the complete old folder or the complete new one; the old one is then deleted.
+    """
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fsync_dir(staged)
+    if target.exists() and _renameat2_exchange(staged, target):
+        fsync_dir(target.parent)
+        shutil.rmtree(staged, ignore_errors=True)
+        return
+    if target.exists():  # no renameat2: two renames, the window between them is microseconds
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        os.rename(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staged, target)
+    fsync_dir(target.parent)
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh hidden sibling of ``target`` to write into before :func:`replace_dir`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

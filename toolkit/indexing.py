@@ -1,0 +1,404 @@
+"""Build or update an index directory from article files.
+
+The job runs as a pipeline: a reader thread reads, cleans and splits articles into a bounded queue
+while the calling thread embeds passages in length-sorted chunks and adds them to the new
+generation. Unchanged documents (same content hash) are skipped without embedding; a changed
+document's old passages are replaced. The new generation becomes visible only when
+``manifest.json`` is atomically replaced, after every file of it has been written and synced, so a
+crash at any point leaves the previous generation loadable; re-running reuses the embedding cache.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from toolkit import __version__
+from toolkit.corpus.read import ReadReport, read_documents
+from toolkit.corpus.split import split_passages
+from toolkit.errors import ModelError, UsageError
+from toolkit.fsutil import fsync_dir, write_json_atomic, write_lock
+from toolkit.index import DEFAULT_FUSION, FORMAT_VERSION, read_manifest
+from toolkit.store import Store
+
+log = logging.getLogger(__name__)
+
+CHUNK_PASSAGES = 512
+QUEUE_DOCUMENTS = 256
+PASSAGE_TOKENS = 128
+STORY_THRESHOLD = 0.65  # each article's passages' best-match cosine in the other, averaged; the lower direction
+STORY_NEIGHBOURS = 16
+_GENERATION_FILE = re.compile(r"^(store|vectors|lexical)\.(\d+)(\.sqlite|\.faiss)?$")
+
+
+@dataclass
+class BuildReport:
+    """What an ``index`` run did."""
+
+    folder: str
+    documents_seen: int = 0
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_unchanged: int = 0
+    passages_added: int = 0
+    passages_removed: int = 0
+    passages_embedded: int = 0
+    passages_total: int = 0
+    documents_total: int = 0
+    labelled: int = 0
+    seconds: float = 0.0
+    generation: int = 0
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.documents_added or self.documents_updated)
+
+
+def _generation_files(generation: int) -> dict[str, str]:
+    return {"store": f"store.{generation}.sqlite", "vectors": f"vectors.{generation}.faiss",
+            "lexical": f"lexical.{generation}"}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _cleanup(folder: Path, keep: set[int]) -> None:
+    """Delete generation files not in ``keep`` (old ones, and leftovers of crashed runs)."""
+    for child in folder.iterdir():
+        match = _GENERATION_FILE.match(child.name)
+        if match and int(match.group(2)) not in keep:
+            _remove(child)
+
+
+def build_index(
+    paths: Iterable[str | Path],
+    folder: str | Path,
+    *,
+    model: str | None = None,
+    backend: str = "torch",
+    rebuild: bool = False,
+    skip_bad: bool = False,
+    progress: bool = False,
+    bundle: str | Path | None = "default",
+    embedder=None,
+) -> BuildReport:
+    """Index the articles under ``paths`` into ``folder`` (created if missing).
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Files and folders of articles (see :mod:`toolkit.corpus.read`).
+    folder : path-like
+        Index directory.
+    model : str or None
+        Embedding model; ``None`` keeps the index's model, or the bundled default for a new index.
+    rebuild : bool
+        Start from an empty index instead of updating the current one.
+    bundle : path-like, "default" or None
+        Classifier bundle that labels new passages; ``"default"`` uses ``models/default`` when it
+        exists and fits the embedding model, ``None`` skips labelling.
+    """
+    from toolkit.embed import Embedder, resolve_model
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder", hint="check the path")
+    report = BuildReport(folder=str(folder))
+    with write_lock(folder, "index"):
+        old = None if rebuild or not (folder / "manifest.json").exists() else read_manifest(folder)
+        if old is not None and model is not None and resolve_model(model)[0] != old["model"]["id"]:
+            raise ModelError(f"{folder} was built with {old['model']['id']!r}, not {resolve_model(model)[0]!r}",
+                             hint="pass --rebuild to re-index everything with the new model")
+        if embedder is None:
+            embedder = Embedder(old["model"]["id"] if old and model is None else model,
+                                backend=old["model"].get("backend", backend) if old else backend)
+        generation = (old["generation"] + 1) if old else 1
+        keep = {old["generation"]} if old else set()
+        _cleanup(folder, keep)
+        files = _generation_files(generation)
+        writer = _GenerationWriter(folder, files, old, embedder)
+        try:
+            labeller = _labeller(bundle, embedder)
+            writer.ingest(paths, report, skip_bad=skip_bad, progress=progress, labeller=labeller)
+            if not report.documents_seen and not report.documents_unchanged:
+                raise UsageError(f"no articles found in {', '.join(map(str, paths))}",
+                                 hint="give .txt, .md, .html, .jsonl or .csv files")
+            if old is not None and not report.changed:
+                writer.abandon()
+                report.generation = old["generation"]
+                report.passages_total = old["counts"]["passages"]
+                report.documents_total = old["counts"]["documents"]
+                report.seconds = time.perf_counter() - started
+                return report
+            manifest = writer.finish(report, labeller)
+        except BaseException:
+            writer.abandon()
+            raise
+        write_json_atomic(folder / "manifest.json", manifest)
+        _cleanup(folder, {generation, *keep})
+        report.generation = generation
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def relabel_index(folder: str | Path, bundle) -> int:
+    """Replace the labels of every passage of the index at ``folder`` with ``bundle``'s predictions.
+
+    Vectors come from the index itself, so nothing is embedded. Written as a new generation.
+    """
+    from toolkit.embed import Embedder
+
+    folder = Path(folder)
+    with write_lock(folder, "index"):
+        old = read_manifest(folder)
+        embedder = Embedder(old["model"]["id"], backend=old["model"].get("backend", "torch"))
+        bundle.check_embedder(embedder)
+        generation = old["generation"] + 1
+        files = _generation_files(generation)
+        writer = _GenerationWriter(folder, files, old, embedder)
+        try:
+            writer.store.delete_labels()
+            rows_texts = writer.store.texts()
+            for start in range(0, len(rows_texts), CHUNK_PASSAGES):
+                chunk = rows_texts[start : start + CHUNK_PASSAGES]
+                rows = [r for r, _ in chunk]
+                labels, probabilities = bundle.predict([t for _, t in chunk], writer.vectors.reconstruct(rows))
+                writer.store.set_predictions(rows, labels, probabilities, bundle.bundle_id)
+            manifest = writer.finish(BuildReport(folder=str(folder)), bundle)
+        except BaseException:
+            writer.abandon()
+            raise
+        write_json_atomic(folder / "manifest.json", manifest)
+        _cleanup(folder, {generation, old["generation"]})
+    return len(rows_texts)
+
+
+def _labeller(bundle, embedder):
+    """The classifier bundle for new passages, or None (no bundle, or another embedding model)."""
+    if bundle is None:
+        return None
+    from toolkit.classify.bundle import Bundle, default_bundle_path
+
+    path = default_bundle_path() if bundle == "default" else Path(bundle)
+    if path is None or not (Path(path) / "manifest.json").exists():
+        if bundle != "default":
+            raise UsageError(f"{path}: no classifier bundle here", hint="train one with `toolkit train`")
+        return None
+    loaded = Bundle.load(path)
+    if loaded.model_id != embedder.model_id:
+        if bundle == "default":
+            log.warning("default classifier was trained with %s, index uses %s: passages left unlabelled",
+                        loaded.model_id, embedder.model_id)
+            return None
+        loaded.check_embedder(embedder)
+    return loaded
+
+
+class _GenerationWriter:
+    """Copies the current generation, applies changes, and writes the new generation's files."""
+
+    def __init__(self, folder: Path, files: dict[str, str], old: dict | None, embedder) -> None:
+        from toolkit.vectors import VectorIndex, choose_factory
+
+        self.folder, self.files, self.old, self.embedder = folder, files, old, embedder
+        store_path = folder / files["store"]
+        _remove(store_path)
+        if old is not None:
+            source = sqlite3.connect(f"file:{folder / old['files']['store']}?mode=ro", uri=True)
+            target = sqlite3.connect(store_path)
+            source.backup(target)
+            source.close()
+            target.close()
+            self.vectors = VectorIndex.load(folder / old["files"]["vectors"], old["model"]["dim"],
+                                            old["faiss"]["factory"])
+        else:
+            self.vectors = VectorIndex(embedder.dim, choose_factory(0, embedder.dim))
+        self.store = Store(store_path)
+        self.next_row = self.store.next_row()
+        self.max_tokens = min(PASSAGE_TOKENS, embedder.max_tokens)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _produce(self, paths, out: queue.Queue, read_report: ReadReport, skip_bad: bool, known: dict[str, str]):
+        count = self.embedder.token_counter()
+        try:
+            for document in read_documents(paths, read_report, skip_bad=skip_bad):
+                if known.get(document.doc_id) == document.content_hash:
+                    out.put(("unchanged", document, None))
+                    continue
+                passages = split_passages(document.text, max_tokens=self.max_tokens, count_tokens=count)
+                out.put(("changed", document, passages))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            out.put(("error", exc, None))
+        out.put(("done", None, None))
+
+    def ingest(self, paths, report: BuildReport, *, skip_bad: bool, progress: bool, labeller) -> None:
+        read_report = ReadReport()
+        known = self.store.document_hashes()
+        items: queue.Queue = queue.Queue(maxsize=QUEUE_DOCUMENTS)
+        producer = threading.Thread(target=self._produce, args=(paths, items, read_report, skip_bad, known),
+                                    daemon=True)
+        producer.start()
+        pending: list[tuple[object, list]] = []
+        bar = _progress(progress)
+        try:
+            while True:
+                kind, document, passages = items.get()
+                if kind == "error":
+                    raise document
+                if kind == "done":
+                    break
+                report.documents_seen += 1
+                if kind == "unchanged":
+                    report.documents_unchanged += 1
+                    continue
+                if document.doc_id in known:
+                    report.documents_updated += 1
+                    removed = self.store.delete_document(document.doc_id)
+                    self.vectors.remove(removed)
+                    report.passages_removed += len(removed)
+                else:
+                    report.documents_added += 1
+                known[document.doc_id] = document.content_hash
+                pending.append((document, passages))
+                if sum(len(p) for _, p in pending) >= CHUNK_PASSAGES:
+                    self._flush(pending, report, labeller, bar)
+                    pending = []
+            self._flush(pending, report, labeller, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+            producer.join(timeout=1)
+        report.skipped.extend(read_report.skipped)
+        report.warnings.extend(read_report.warnings)
+
+    def _flush(self, pending, report: BuildReport, labeller, bar) -> None:
+        texts = [p.text for _, passages in pending for p in passages]
+        if not texts and not pending:
+            return
+        before = self.embedder.embedded
+        vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
+        report.passages_embedded += self.embedder.embedded - before
+        offset = 0
+        added = []
+        for document, passages in pending:
+            rows = self.store.add_document(document, passages, self.next_row)
+            self.next_row += len(rows)
+            block = vectors[offset : offset + len(rows)]
+            offset += len(rows)
+            self.vectors.add(rows, block)
+            added.append((document.doc_id, rows, block))
+            if labeller is not None and rows:
+                labels, probabilities = labeller.predict([p.text for p in passages], block)
+                self.store.set_predictions(rows, labels, probabilities, labeller.bundle_id)
+                report.labelled += len(rows)
+            report.passages_added += len(rows)
+        self._assign_stories(added)
+        self.store.commit()
+        if bar is not None:
+            bar.update(len(texts))
+
+    def _assign_stories(self, added: list[tuple[str, list[int], np.ndarray]]) -> None:
+        """Put each new document in the story of its closest earlier article, or a new story.
+
+        Two articles tell one story when, in both directions, each passage's best match in the
+        other article has a mean cosine >= STORY_THRESHOLD: reposts score ~0.95, translations
+        and rewrites of one wire story ~0.7, different stories on one topic ~0.55 (seeds).
+        Candidates come from one batched neighbour search over the chunk's passages.
+        """
+        blocks = [block for _, _, block in added if len(block)]
+        if not blocks or len(self.vectors) == 0:
+            return
+        neighbours = min(STORY_NEIGHBOURS, len(self.vectors))
+        _, found = self.vectors.search(np.vstack(blocks), neighbours)
+        owner = self.store.row_documents(sorted({int(r) for r in found.ravel() if r >= 0}))
+        offset = 0
+        for doc_id, rows, block in added:
+            if not len(block):
+                continue
+            candidates = {owner[int(r)] for r in found[offset : offset + len(block)].ravel()
+                          if r >= 0 and owner.get(int(r), doc_id) != doc_id}
+            offset += len(block)
+            best, story = STORY_THRESHOLD, doc_id
+            for other in sorted(candidates):
+                other_vectors = self.vectors.reconstruct(self.store.document_rows(other))
+                if not len(other_vectors):
+                    continue
+                similarity = block @ other_vectors.T
+                score = float(min(similarity.max(axis=1).mean(), similarity.max(axis=0).mean()))
+                if score >= best:
+                    best, story = score, self.store.story_of(other) or other
+            self.store.conn.execute("INSERT OR REPLACE INTO stories (doc_id, story) VALUES (?, ?)", (doc_id, story))
+
+    # -- finishing -------------------------------------------------------------------------------
+    def finish(self, report: BuildReport, labeller) -> dict:
+        from toolkit.lexical import LexicalIndex
+
+        self.store.conn.execute("DELETE FROM stories WHERE doc_id NOT IN (SELECT doc_id FROM documents)")
+        self.store.commit()
+        counts = self.store.counts()
+        rows_texts = self.store.texts()
+        lexical = LexicalIndex.build([r for r, _ in rows_texts], [t for _, t in rows_texts])
+        lexical.save(self.folder / self.files["lexical"])
+        self.vectors.save(self.folder / self.files["vectors"])
+        self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.store.close()
+        with open(self.folder / self.files["store"], "rb+") as handle:
+            import os
+
+            os.fsync(handle.fileno())
+        fsync_dir(self.folder)
+        report.passages_total = counts["passages"]
+        report.documents_total = counts["documents"]
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        labels = (self.old or {}).get("labels")
+        if labeller is not None:
+            labels = labeller.summary()
+        return {
+            "format": FORMAT_VERSION,
+            "toolkit_version": __version__,
+            "created": (self.old or {}).get("created", now),
+            "updated": now,
+            "generation": int(self.files["store"].split(".")[1]),
+            "model": {"id": self.embedder.model_id, "dim": int(self.embedder.dim), "normalized": True,
+                      "backend": self.embedder.backend, "max_tokens": self.max_tokens},
+            "faiss": {"factory": self.vectors.factory, "metric": "inner_product"},
+            "search": (self.old or {}).get("search", DEFAULT_FUSION),
+            "files": self.files,
+            "counts": counts,
+            "labels": labels,
+        }
+
+    def abandon(self) -> None:
+        try:
+            self.store.close()
+        except sqlite3.Error:
+            pass
+        for name in self.files.values():
+            _remove(self.folder / name)
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit=" passages", desc="indexing", leave=False)
