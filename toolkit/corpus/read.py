@@ -2,7 +2,8 @@
 
 Formats, chosen by extension:
 
-- ``.txt`` / ``.md``: one article per file; the first non-empty line of the cleaned text is the title.
+- ``.txt`` / ``.md``: one article per file; the first non-empty line of the cleaned text is the title
+  and the file name is the source.
 - ``.html`` / ``.htm``: main text extracted with trafilatura, then cleaned like text.
 - ``.jsonl`` / ``.csv``: one article per row; ``text`` is required, ``id``, ``title``, ``url``,
   ``published`` and ``source`` are optional.
@@ -183,7 +184,7 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
     title = ""
     if suffix in HTML_SUFFIXES:
         text, title = _html_text(text)
-    document = _document(text, doc_id=_hash(stable)[:16], path=str(path), title=title)
+    document = _document(text, doc_id=_hash(stable)[:16], path=str(path), title=title, source=path.name)
     if document is None:
         report.skipped.append(f"{path}: no article text left after cleaning, skipped")
         return

@@ -1,0 +1,151 @@
+"""Named classification approaches, each building a scikit-learn estimator for one task.
+
+Every estimator takes ``X`` as a list of ``(text, embedding)`` pairs, so embedding-based, TF-IDF and
+hybrid approaches share one interface, one cross-validation loop and one bundle format. Multi-label
+tasks wrap the base estimator in one-vs-rest over a binary indicator matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+
+from toolkit.errors import UsageError
+
+
+class EmbeddingColumn(BaseEstimator, TransformerMixin):
+    """Select the embeddings of ``(text, embedding)`` pairs: array of shape (n, dim)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.vstack([np.asarray(vector, dtype=np.float32) for _, vector in X])
+
+
+class TextColumn(BaseEstimator, TransformerMixin):
+    """Select the texts of ``(text, embedding)`` pairs."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return [text for text, _ in X]
+
+
+def _tfidf() -> FeatureUnion:
+    return FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode")),
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                                  max_features=100_000)),
+    ])
+
+
+def _logreg(random_state: int, C: float = 4.0) -> LogisticRegression:
+    return LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=random_state)
+
+
+class ZeroShot(BaseEstimator, ClassifierMixin):
+    """No training: softmax over cosine similarities between passages and label definitions.
+
+    Parameters
+    ----------
+    definitions : dict of str to array of shape (dim,)
+        Embedding of each label's definition (label name + definition text).
+    temperature : float
+        Scale of the similarities before the softmax.
+    """
+
+    def __init__(self, definitions: dict | None = None, temperature: float = 20.0):
+        self.definitions = definitions
+        self.temperature = temperature
+
+    def fit(self, X, y=None):
+        if not self.definitions:
+            raise UsageError("zeroshot needs label definitions in the schema")
+        self.classes_ = np.array(sorted(self.definitions))
+        self.matrix_ = np.vstack([self.definitions[c] for c in self.classes_]).astype(np.float32)
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "matrix_")
+        scores = EmbeddingColumn().transform(X) @ self.matrix_.T * self.temperature
+        scores -= scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+@dataclass(frozen=True)
+class Approach:
+    """A named way of classifying: how to build its estimator and what it needs."""
+
+    name: str
+    description: str
+    build: Callable[[int], BaseEstimator]
+    uses_embeddings: bool = True
+    trains: bool = True
+
+
+def _on_embeddings(head: Callable[[int], BaseEstimator]) -> Callable[[int], BaseEstimator]:
+    return lambda seed: Pipeline([("embeddings", EmbeddingColumn()), ("clf", head(seed))])
+
+
+APPROACHES: dict[str, Approach] = {
+    a.name: a
+    for a in [
+        Approach("logreg", "logistic regression on sentence embeddings (default)", _on_embeddings(_logreg)),
+        Approach("svm", "linear SVM on sentence embeddings, sigmoid-calibrated", _on_embeddings(
+            lambda seed: CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced", random_state=seed),
+                                                cv=3, method="sigmoid"))),
+        Approach("knn", "k nearest neighbours by cosine on sentence embeddings", _on_embeddings(
+            lambda seed: KNeighborsClassifier(n_neighbors=15, metric="cosine", weights="distance"))),
+        Approach("mlp", "small neural network (one hidden layer) on sentence embeddings", _on_embeddings(
+            lambda seed: MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, max_iter=400, early_stopping=True,
+                                       n_iter_no_change=15, random_state=seed))),
+        Approach("tfidf", "TF-IDF word and character n-grams with logistic regression, no embeddings",
+                 lambda seed: Pipeline([("texts", TextColumn()), ("tfidf", _tfidf()), ("clf", _logreg(seed, 8.0))]),
+                 uses_embeddings=False),
+        Approach("hybrid", "sentence embeddings concatenated with TF-IDF features, logistic regression",
+                 lambda seed: Pipeline([
+                     ("features", FeatureUnion([
+                         ("embeddings", EmbeddingColumn()),
+                         ("tfidf", Pipeline([("select", TextColumn()), ("tfidf", _tfidf())])),
+                     ])),
+                     ("clf", _logreg(seed, 4.0)),
+                 ])),
+        Approach("zeroshot", "no training: similarity to the schema's label definitions",
+                 lambda seed: ZeroShot(), trains=False),
+    ]
+}
+
+
+def get_approach(name: str) -> Approach:
+    if name not in APPROACHES:
+        raise UsageError(f"unknown classifier {name!r}", hint=f"choose one of {', '.join(APPROACHES)}")
+    return APPROACHES[name]
+
+
+def approach_names() -> list[str]:
+    return list(APPROACHES)
+
+
+def make_estimator(approach: Approach, kind: str, seed: int) -> BaseEstimator:
+    """The estimator for one task: one-vs-rest for multi-label tasks."""
+    base = approach.build(seed)
+    if kind == "multi" and approach.trains:
+        return OneVsRestClassifier(base)
+    return clone(base)
