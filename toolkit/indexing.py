@@ -9,6 +9,7 @@ crash at any point leaves the previous generation loadable; re-running reuses th
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import re
@@ -97,6 +98,7 @@ def build_index(
     progress: bool = False,
     bundle: str | Path | None = "default",
     embedder=None,
+    documents: Iterable | None = None,
 ) -> BuildReport:
     """Index the articles under ``paths`` into ``folder`` (created if missing).
 
@@ -110,6 +112,8 @@ def build_index(
         Embedding model; ``None`` keeps the index's model, or the bundled default for a new index.
     rebuild : bool
         Start from an empty index instead of updating the current one.
+    documents : iterable of Document, optional
+        Already-read documents (e.g. a benchmark corpus) indexed in addition to ``paths``.
     bundle : path-like, "default" or None
         Classifier bundle that labels new passages; ``"default"`` uses ``models/default`` when it
         exists and fits the embedding model, ``None`` skips labelling.
@@ -138,7 +142,8 @@ def build_index(
         writer = _GenerationWriter(folder, files, old, embedder)
         try:
             labeller = _labeller(bundle, embedder)
-            writer.ingest(paths, report, skip_bad=skip_bad, progress=progress, labeller=labeller)
+            writer.ingest(paths, report, skip_bad=skip_bad, progress=progress, labeller=labeller,
+                          documents=documents)
             if not report.documents_seen and not report.documents_unchanged:
                 raise UsageError(f"no articles found in {', '.join(map(str, paths))}",
                                  hint="give .txt, .md, .html, .jsonl or .csv files")
@@ -237,10 +242,14 @@ class _GenerationWriter:
         self.max_tokens = min(PASSAGE_TOKENS, embedder.max_tokens)
 
     # -- reading ---------------------------------------------------------------------------------
-    def _produce(self, paths, out: queue.Queue, read_report: ReadReport, skip_bad: bool, known: dict[str, str]):
+    def _produce(self, paths, out: queue.Queue, read_report: ReadReport, skip_bad: bool, known: dict[str, str],
+                 documents: Iterable | None = None):
         count = self.embedder.token_counter()
         try:
-            for document in read_documents(paths, read_report, skip_bad=skip_bad):
+            source = read_documents(paths, read_report, skip_bad=skip_bad) if paths else iter(())
+            if documents is not None:
+                source = itertools.chain(source, documents)
+            for document in source:
                 if known.get(document.doc_id) == document.content_hash:
                     out.put(("unchanged", document, None))
                     continue
@@ -250,11 +259,12 @@ class _GenerationWriter:
             out.put(("error", exc, None))
         out.put(("done", None, None))
 
-    def ingest(self, paths, report: BuildReport, *, skip_bad: bool, progress: bool, labeller) -> None:
+    def ingest(self, paths, report: BuildReport, *, skip_bad: bool, progress: bool, labeller,
+               documents: Iterable | None = None) -> None:
         read_report = ReadReport()
         known = self.store.document_hashes()
         items: queue.Queue = queue.Queue(maxsize=QUEUE_DOCUMENTS)
-        producer = threading.Thread(target=self._produce, args=(paths, items, read_report, skip_bad, known),
+        producer = threading.Thread(target=self._produce, args=(paths, items, read_report, skip_bad, known, documents),
                                     daemon=True)
         producer.start()
         pending: list[tuple[object, list]] = []

@@ -88,10 +88,13 @@ def _root(
 
 
 def main() -> None:
-    from toolkit.cli import classify_cmds, data_cmds, search_cmds  # noqa: F401 - registers commands
-
     app()
 
 
 # Commands register on import, so `toolkit.cli.app` is complete for CliRunner too.
 from toolkit.cli import classify_cmds, data_cmds, search_cmds  # noqa: E402,F401
+
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("toolkit.cli.retrieval_cmds") is not None:  # being written alongside
+    from toolkit.cli import retrieval_cmds  # noqa: E402,F401
