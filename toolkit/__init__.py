@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Index": "toolkit.index",
+    "build_index": "toolkit.indexing",
     "Hit": "toolkit.index",
     "Embedder": "toolkit.embed",
     "read_documents": "toolkit.corpus.read",

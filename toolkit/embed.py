@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -140,6 +141,7 @@ class Embedder:
         self._tokenizer = None
         self._dim: int | None = None
         self.embedded = 0  # texts actually run through the model (cache misses)
+        self.encode_seconds = 0.0  # time spent in the model's forward passes
 
     # -- model ---------------------------------------------------------------------------------
     @property
@@ -224,10 +226,12 @@ class Embedder:
 
     def _encode_uncached(self, texts: list[str], *, progress: bool) -> np.ndarray:
         self.embedded += len(texts)
+        model = self.model  # load outside the timed section
+        started = time.perf_counter()
         # Sort by length so each batch pads little, then restore the input order.
         order = np.argsort([-len(t) for t in texts], kind="stable")
         sorted_texts = [texts[i] for i in order]
-        vectors = self.model.encode(
+        vectors = model.encode(
             sorted_texts,
             batch_size=self.batch_size,
             show_progress_bar=progress,
@@ -236,6 +240,7 @@ class Embedder:
         ).astype(np.float32, copy=False)
         out = np.empty_like(vectors)
         out[order] = vectors
+        self.encode_seconds += time.perf_counter() - started
         return out
 
 

@@ -54,6 +54,7 @@ class BuildReport:
     passages_added: int = 0
     passages_removed: int = 0
     passages_embedded: int = 0
+    embed_seconds: float = 0.0
     passages_total: int = 0
     documents_total: int = 0
     labelled: int = 0
@@ -304,9 +305,10 @@ class _GenerationWriter:
         texts = [p.text for _, passages in pending for p in passages]
         if not texts and not pending:
             return
-        before = self.embedder.embedded
+        before, seconds = self.embedder.embedded, self.embedder.encode_seconds
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
         report.passages_embedded += self.embedder.embedded - before
+        report.embed_seconds += self.embedder.encode_seconds - seconds
         offset = 0
         added = []
         for document, passages in pending:

@@ -7,6 +7,7 @@ bm25s builds it fast (about a second per 100k passages) and has no incremental u
 from __future__ import annotations
 
 import json
+import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,14 @@ import numpy as np
 from toolkit.errors import IndexError_
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def _bm25s():
+    """Import bm25s, whose import sets its logger to DEBUG; keep it quiet."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 @lru_cache(maxsize=1)
@@ -54,8 +63,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, rows: Sequence[int], texts: Sequence[str], *, k1: float = 1.2, b: float = 0.75) -> "LexicalIndex":
-        import bm25s
-
+        bm25s = _bm25s()
         if not len(rows):
             return cls(None, [])
         retriever = bm25s.BM25(k1=k1, b=b)
@@ -103,7 +111,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex":
-        import bm25s
+        bm25s = _bm25s()
 
         try:
             rows = np.load(folder / "rows.npy")

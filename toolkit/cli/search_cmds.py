@@ -49,12 +49,13 @@ def index_cmd(
     if as_json:
         emit_json({**report.__dict__, "seconds": round(report.seconds, 3)})
         return
-    rate = report.passages_embedded / report.seconds if report.seconds else 0.0
+    rate = report.passages_embedded / report.embed_seconds if report.embed_seconds else 0.0
     typer.echo(
         f"{report.documents_seen} documents read: {report.documents_added} new, {report.documents_updated} changed, "
         f"{report.documents_unchanged} unchanged, {len(report.skipped)} skipped\n"
         f"{report.passages_added} passages added, {report.passages_removed} removed, {report.passages_embedded} "
-        f"embedded, {report.labelled} labelled in {report.seconds:.1f} s ({rate:.0f} passages/s)\n"
+        f"embedded, {report.labelled} labelled in {report.seconds:.1f} s"
+        + (f" (embedding {rate:.0f} passages/s)" if report.passages_embedded else "") + "\n"
         f"index {index}: {report.documents_total} documents, {report.passages_total} passages"
     )
 
