@@ -98,6 +98,7 @@ class Approach:
     build: Callable[[int], BaseEstimator]
     uses_embeddings: bool = True
     trains: bool = True
+    handles_multi: bool = False  # builds its own multi-label estimator (no one-vs-rest wrapping)
 
 
 def _on_embeddings(head: Callable[[int], BaseEstimator]) -> Callable[[int], BaseEstimator]:
@@ -129,8 +130,16 @@ APPROACHES: dict[str, Approach] = {
                  ])),
         Approach("zeroshot", "no training: similarity to the schema's label definitions",
                  lambda seed: ZeroShot(), trains=False),
+        Approach("setfit", "contrastive fine-tuning of the encoder (SetFit), then logistic regression",
+                 lambda seed: _setfit(seed), handles_multi=True),
     ]
 }
+
+
+def _setfit(seed: int):
+    from toolkit.classify.setfit import SetFitClassifier
+
+    return SetFitClassifier(random_state=seed)
 
 
 def get_approach(name: str) -> Approach:
@@ -146,6 +155,8 @@ def approach_names() -> list[str]:
 def make_estimator(approach: Approach, kind: str, seed: int) -> BaseEstimator:
     """The estimator for one task: one-vs-rest for multi-label tasks."""
     base = approach.build(seed)
+    if approach.handles_multi:
+        return base.set_params(multi=kind == "multi")
     if kind == "multi" and approach.trains:
         return OneVsRestClassifier(base)
     return clone(base)

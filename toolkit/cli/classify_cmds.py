@@ -210,3 +210,48 @@ def classify_cmd(
                                   else f"{value}({proba[task][value]:.2f})")
                     for task, value in label.items())
                 typer.echo(f"{rendered}\t{text[:120]}")
+
+
+@app.command("benchmark")
+@handle_errors
+def benchmark_cmd(
+    data: List[Path] = typer.Argument(..., help="Labelled JSONL/CSV files or folders."),
+    classifiers: str = typer.Option("logreg,svm,knn,mlp,tfidf,hybrid,zeroshot,setfit", "--classifiers",
+                                    help="Comma-separated approaches."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated embedding models "
+                                         "[default: the bundled one]; 'default' names the bundled model."),
+    folds: int = typer.Option(5, "--folds", help="Folds per repeat (grouped by story)."),
+    repeats: int = typer.Option(2, "--repeats", help="Repeats with different fold shuffles."),
+    task: List[str] = typer.Option([], "--task", "-t", help="Only this task (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the first repeat."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write benchmark.md, benchmark.json and "
+                                       "benchmark.png here."),
+    as_json: bool = JsonOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    """Compare classifiers (and embedding models) by repeated story-grouped cross-validation.
+
+    Example: toolkit benchmark data/labels --classifiers logreg,tfidf,hybrid --out /tmp/bench
+    """
+    setup_logging(quiet)
+    import json
+    import shlex
+
+    from toolkit.classify.benchmark import markdown, plot, run_benchmark
+
+    model_list = [None if m.strip() in ("", "default") else m.strip() for m in models.split(",")] if models else [None]
+    result = run_benchmark(data, approaches=[c.strip() for c in classifiers.split(",") if c.strip()],
+                           models=model_list, folds=folds, repeats=repeats, tasks=task or None, seed=seed,
+                           progress=None if quiet else (lambda message: err(message)))
+    summary = result.summary()
+    command = "toolkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "toolkit benchmark"
+    report = markdown(summary, result.n, command)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "benchmark.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / "benchmark.md").write_text(report + "\n")
+        plot(summary, out / "benchmark.png")
+    if as_json:
+        emit_json(summary)
+    else:
+        typer.echo(report)

@@ -1,0 +1,130 @@
+"""SetFit-style classifier: contrastive fine-tuning of the sentence encoder, then a logistic head.
+
+Fine-tuning follows SetFit (Tunstall et al., 2022): pairs of training passages are embedded by the
+encoder and its weights are updated so that the cosine of a pair approaches its target. For a
+single-label task the target is 1 for the same label and 0 otherwise; for a multi-label task it is
+the Jaccard overlap of the two label sets, so partially matching passages are pulled partly
+together. A logistic-regression head (one-vs-rest for multi-label tasks) is then fitted on the
+fine-tuned embeddings. Everything runs on the CPU with the bundled model; the fitted estimator
+carries its own fine-tuned encoder, so predictions embed the texts again with it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger(__name__)
+
+
+def pair_targets(y: np.ndarray, multi: bool, n_pairs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sample ``n_pairs`` index pairs, half of them sharing a label where possible.
+
+    Returns (left, right, target) arrays; target is 1/0 (single) or Jaccard overlap (multi).
+    """
+    n = len(y)
+    left = rng.integers(0, n, size=n_pairs)
+    right = rng.integers(0, n, size=n_pairs)
+    # Half the pairs are drawn among passages that share a label, so positives are not too rare.
+    key = [tuple(np.flatnonzero(row)) for row in y] if multi else list(y)
+    groups: dict = {}
+    for i, k in enumerate(key):
+        for part in (k if multi else [k]):
+            groups.setdefault(part, []).append(i)
+    for j in range(0, n_pairs, 2):
+        part = (key[left[j]] if not multi else (key[left[j]] or (None,))[0])
+        members = groups.get(part)
+        if members:
+            right[j] = members[rng.integers(0, len(members))]
+    if multi:
+        a, b = y[left].astype(bool), y[right].astype(bool)
+        union = (a | b).sum(axis=1)
+        target = np.where(union > 0, (a & b).sum(axis=1) / np.maximum(union, 1), 1.0)
+    else:
+        target = (np.asarray(y)[left] == np.asarray(y)[right]).astype(float)
+    return left, right, target.astype(np.float32)
+
+
+class SetFitClassifier(BaseEstimator, ClassifierMixin):
+    """Contrastive fine-tuning of a sentence-transformers model plus a logistic-regression head.
+
+    Parameters
+    ----------
+    model : str or None
+        Encoder to fine-tune (name, alias or path); None is the bundled all-MiniLM-L6-v2.
+    multi : bool
+        Multi-label task: ``y`` is an indicator matrix of shape (n_passages, n_labels).
+    pairs_per_example : int
+        Training pairs drawn per passage and epoch.
+    epochs, batch_size, learning_rate : training schedule of the encoder.
+    C : float
+        Inverse regularisation of the logistic head.
+    random_state : int
+    """
+
+    def __init__(self, model=None, multi=False, pairs_per_example=4, epochs=1, batch_size=16,
+                 learning_rate=2e-5, C=4.0, random_state=0):
+        self.model = model
+        self.multi = multi
+        self.pairs_per_example = pairs_per_example
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.C = C
+        self.random_state = random_state
+
+    def _encoder(self):
+        from toolkit.embed import _load_model, resolve_model
+
+        model_id, path = resolve_model(self.model)
+        return copy.deepcopy(_load_model(path, model_id, "torch"))
+
+    def fit(self, X, y):
+        import torch
+
+        texts = [text for text, _ in X]
+        y = np.asarray(y)
+        rng = np.random.default_rng(self.random_state)
+        torch.manual_seed(self.random_state)
+        encoder = self._encoder()
+        optimizer = torch.optim.AdamW(encoder.parameters(), lr=self.learning_rate)
+        encoder.train()
+        for _ in range(self.epochs):
+            left, right, target = pair_targets(y, self.multi, self.pairs_per_example * len(texts), rng)
+            for start in range(0, len(left), self.batch_size):
+                i, j = left[start : start + self.batch_size], right[start : start + self.batch_size]
+                features = encoder.tokenize([texts[k] for k in i] + [texts[k] for k in j])
+                embeddings = encoder(features)["sentence_embedding"]
+                a, b = embeddings[: len(i)], embeddings[len(i) :]
+                cosine = torch.nn.functional.cosine_similarity(a, b)
+                loss = torch.nn.functional.mse_loss(cosine, torch.from_numpy(target[start : start + len(i)]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        encoder.eval()
+        self.encoder_ = encoder
+        head = LogisticRegression(C=self.C, max_iter=3000, class_weight="balanced", random_state=self.random_state)
+        self.head_ = OneVsRestClassifier(head) if self.multi else head
+        self.head_.fit(self._embed(texts), y)
+        if not self.multi:
+            self.classes_ = self.head_.classes_
+        return self
+
+    def _embed(self, texts):
+        return self.encoder_.encode(list(texts), batch_size=32, convert_to_numpy=True, normalize_embeddings=True,
+                                    show_progress_bar=False)
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "head_")
+        return self.head_.predict_proba(self._embed([text for text, _ in X]))
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        if self.multi:
+            return (proba >= 0.5).astype(int)
+        return self.classes_[proba.argmax(axis=1)]
