@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 BACKENDS = ("torch", "onnx", "openvino")
+CACHE_EVERY = 128  # texts embedded between commits to the cache (a multiple of the batch size)
 
 
 def cache_dir() -> Path:
@@ -212,12 +213,23 @@ class Embedder:
         for key, text in zip(keys, texts):
             if key not in found and key not in missing:
                 missing[key] = text
-        if missing:
-            computed = self._encode_uncached(list(missing.values()), progress=progress)
-            fresh = dict(zip(missing.keys(), computed))
-            if self.cache:
-                self.cache.put(self.cache_key, fresh)
-            found.update(fresh)
+        # Longest first across the whole call (so batches pad as little as in one pass), cached
+        # every CACHE_EVERY texts: a crash or kill loses at most that much work.
+        pending = sorted(missing.items(), key=lambda item: -len(item[1]))
+        bar = _progress_bar(len(pending)) if progress and pending else None
+        try:
+            for start in range(0, len(pending), CACHE_EVERY):
+                piece = pending[start : start + CACHE_EVERY]
+                computed = self._encode_uncached([text for _, text in piece], progress=False)
+                fresh = dict(zip((key for key, _ in piece), computed))
+                if self.cache:
+                    self.cache.put(self.cache_key, fresh)
+                found.update(fresh)
+                if bar is not None:
+                    bar.update(len(piece))
+        finally:
+            if bar is not None:
+                bar.close()
         return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -242,6 +254,12 @@ class Embedder:
         out[order] = vectors
         self.encode_seconds += time.perf_counter() - started
         return out
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=" passages", desc="embedding", leave=False)
 
 
 def _read_json(path: Path) -> dict | None:

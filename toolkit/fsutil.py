@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from toolkit.errors import LockedError
+from toolkit.errors import LockedError, UsageError
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,9 +54,20 @@ def write_json_atomic(path: Path, value: object) -> None:
     write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """The file (not folder) at ``folder`` or at one of its parents, if any: it cannot be created."""
+    for path in (folder, *folder.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 @contextmanager
 def write_lock(folder: Path, what: str = "index") -> Iterator[None]:
     """Hold the exclusive write lock of ``folder`` or raise :class:`LockedError` at once."""
+    blocker = file_in_the_way(folder)
+    if blocker is not None:
+        raise UsageError(f"{folder}: cannot create the {what} folder, {blocker} is a file", hint="choose a folder path")
     folder.mkdir(parents=True, exist_ok=True)
     lock_path = folder / ".lock"
     handle = open(lock_path, "a+")
@@ -116,6 +127,21 @@ def replace_dir(staged: Path, target: Path) -> None:
     else:
         os.rename(staged, target)
     fsync_dir(target.parent)
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Delete staging and old folders of ``target`` left by writers that were killed.
+
+    Call it while holding ``target``'s write lock, so no live writer is using them.
+    """
+    import shutil
+
+    if not target.parent.exists():
+        return
+    prefixes = (f".{target.name}.tmp-", f".{target.name}.old-")
+    for child in target.parent.iterdir():
+        if child.name.startswith(prefixes) and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def staging_dir(target: Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,7 @@ FORMAT_VERSION = 1
 MODES = ("hybrid", "dense", "lexical")
 MAX_K = 10_000
 MAX_QUERY_CHARS = 4_000
-DEFAULT_FUSION = {"method": "rrf", "k": 60, "dense_weight": 1.0, "lexical_weight": 1.0, "depth": 100}
+DEFAULT_FUSION = {"method": "convex", "k": 60, "dense_weight": 0.65, "lexical_weight": 0.35, "depth": 100}
 
 
 @dataclass
@@ -97,7 +98,12 @@ class Index:
         store_path = folder / files["store"]
         if not store_path.exists():
             raise IndexError_(f"{store_path}: metadata store missing", hint="rebuild with `toolkit index --rebuild`")
-        self.store = Store(store_path, readonly=True)
+        try:
+            self.store = Store(store_path, readonly=True)
+            self.store.conn.execute("SELECT 1 FROM passages LIMIT 1").fetchall()  # SQLite reads lazily
+        except sqlite3.Error as exc:
+            raise IndexError_(f"{store_path}: damaged metadata store ({exc})",
+                              hint="rebuild with `toolkit index --rebuild`") from exc
         self._embedder = embedder
         self._vectors = None
         self._lexical = None

@@ -27,7 +27,7 @@ import numpy as np
 from toolkit import __version__
 from toolkit.corpus.read import ReadReport, read_documents
 from toolkit.corpus.split import split_passages
-from toolkit.errors import ModelError, UsageError
+from toolkit.errors import IndexError_, ModelError, UsageError
 from toolkit.fsutil import fsync_dir, write_json_atomic, write_lock
 from toolkit.index import DEFAULT_FUSION, FORMAT_VERSION, read_manifest
 from toolkit.store import Store
@@ -88,6 +88,24 @@ def _cleanup(folder: Path, keep: set[int]) -> None:
             _remove(child)
 
 
+def _current_manifest(folder: Path, *, rebuild: bool) -> dict | None:
+    """The index's manifest, or None for a new index (or a damaged one that is being rebuilt)."""
+    if not (folder / "manifest.json").exists():
+        return None
+    if not rebuild:
+        return read_manifest(folder)
+    try:
+        return read_manifest(folder)
+    except IndexError_:
+        return None  # --rebuild is how a damaged index is repaired
+
+
+def _next_generation(folder: Path, current: dict | None) -> int:
+    """One above the current generation and any generation files still on disk."""
+    on_disk = [int(m.group(2)) for child in folder.iterdir() if (m := _GENERATION_FILE.match(child.name))]
+    return max([current["generation"] if current else 0, *on_disk]) + 1
+
+
 def build_index(
     paths: Iterable[str | Path],
     folder: str | Path,
@@ -129,16 +147,19 @@ def build_index(
             raise UsageError(f"{path}: no such file or folder", hint="check the path")
     report = BuildReport(folder=str(folder))
     with write_lock(folder, "index"):
-        old = None if rebuild or not (folder / "manifest.json").exists() else read_manifest(folder)
+        current = _current_manifest(folder, rebuild=rebuild)
+        old = None if rebuild else current
         if old is not None and model is not None and resolve_model(model)[0] != old["model"]["id"]:
             raise ModelError(f"{folder} was built with {old['model']['id']!r}, not {resolve_model(model)[0]!r}",
                              hint="pass --rebuild to re-index everything with the new model")
         if embedder is None:
             embedder = Embedder(old["model"]["id"] if old and model is None else model,
                                 backend=old["model"].get("backend", backend) if old else backend)
-        generation = (old["generation"] + 1) if old else 1
-        keep = {old["generation"]} if old else set()
-        _cleanup(folder, keep)
+        # A rebuild too writes a new generation beside the current one: until the manifest switches,
+        # readers (and a crash) still have the complete current index.
+        keep = {current["generation"]} if current else set()
+        _cleanup(folder, keep | {g - 1 for g in keep})  # the previous one may still have readers
+        generation = _next_generation(folder, current)
         files = _generation_files(generation)
         writer = _GenerationWriter(folder, files, old, embedder)
         try:
@@ -146,7 +167,11 @@ def build_index(
             writer.ingest(paths, report, skip_bad=skip_bad, progress=progress, labeller=labeller,
                           documents=documents)
             if not report.documents_seen and not report.documents_unchanged:
-                raise UsageError(f"no articles found in {', '.join(map(str, paths))}",
+                why = ""
+                if report.skipped:  # say why, naming the file: the warnings are not printed after an error
+                    more = len(report.skipped) - 1
+                    why = f"; {report.skipped[0]}" + (f" (and {more} more skipped)" if more else "")
+                raise UsageError(f"no articles found in {', '.join(map(str, paths))}{why}",
                                  hint="give .txt, .md, .html, .jsonl or .csv files")
             if old is not None and not report.changed:
                 writer.abandon()
@@ -219,6 +244,24 @@ def _labeller(bundle, embedder):
     return loaded
 
 
+def _copy_store(source_path: Path, target_path: Path) -> None:
+    """Copy the current generation's SQLite store (backup API), or say clearly why it cannot be."""
+    if not source_path.exists():
+        raise IndexError_(f"{source_path}: metadata store missing", hint="rebuild with `toolkit index --rebuild`")
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(target_path)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        raise IndexError_(f"{source_path}: damaged metadata store ({exc})",
+                          hint="rebuild with `toolkit index --rebuild`") from exc
+    finally:
+        source.close()
+
+
 class _GenerationWriter:
     """Copies the current generation, applies changes, and writes the new generation's files."""
 
@@ -228,16 +271,16 @@ class _GenerationWriter:
         self.folder, self.files, self.old, self.embedder = folder, files, old, embedder
         store_path = folder / files["store"]
         _remove(store_path)
-        if old is not None:
-            source = sqlite3.connect(f"file:{folder / old['files']['store']}?mode=ro", uri=True)
-            target = sqlite3.connect(store_path)
-            source.backup(target)
-            source.close()
-            target.close()
-            self.vectors = VectorIndex.load(folder / old["files"]["vectors"], old["model"]["dim"],
-                                            old["faiss"]["factory"])
-        else:
-            self.vectors = VectorIndex(embedder.dim, choose_factory(0, embedder.dim))
+        try:
+            if old is not None:
+                _copy_store(folder / old["files"]["store"], store_path)
+                self.vectors = VectorIndex.load(folder / old["files"]["vectors"], old["model"]["dim"],
+                                                old["faiss"]["factory"])
+            else:
+                self.vectors = VectorIndex(embedder.dim, choose_factory(0, embedder.dim))
+        except BaseException:
+            _remove(store_path)  # a damaged current generation leaves no half-made next one behind
+            raise
         self.store = Store(store_path)
         self.next_row = self.store.next_row()
         self.max_tokens = min(PASSAGE_TOKENS, embedder.max_tokens)

@@ -144,12 +144,15 @@ def _rows(path: Path) -> Iterable[tuple[int, dict | Problem]]:
         yield 0, Problem(str(path), "empty file")
         return
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if "text" not in [c.strip() for c in (reader.fieldnames or [])]:
-            yield 0, Problem(str(path), f"CSV has no 'text' column (columns: {', '.join(reader.fieldnames or [])})")
-            return
-        for row in reader:
-            yield reader.line_num, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": \r and \r\n rows too
+        try:
+            if "text" not in [c.strip() for c in (reader.fieldnames or [])]:
+                yield 0, Problem(str(path), f"CSV has no 'text' column (columns: {', '.join(reader.fieldnames or [])})")
+                return
+            for row in reader:
+                yield reader.line_num, {(k or "").strip(): (v or "").strip() for k, v in row.items() if k}
+        except csv.Error as exc:
+            yield reader.line_num, Problem(located(path, reader.line_num), f"malformed CSV ({exc})")
         return
     for number, line in enumerate(io.StringIO(text), 1):
         if not line.strip():

@@ -100,8 +100,9 @@ class VectorIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise IndexError_(f"{path}: damaged FAISS file ({str(exc).splitlines()[0][:120]})",
-                              hint="rebuild with `toolkit index --rebuild`") from exc
+            # FAISS's message is a C++ signature and source line; the size says enough to the user.
+            raise IndexError_(f"{path}: damaged FAISS file ({path.stat().st_size} bytes, cannot be read: "
+                              "truncated or corrupt)", hint="rebuild with `toolkit index --rebuild`") from exc
         if index.d != dim:
             raise IndexError_(f"{path}: vectors have dimension {index.d}, manifest says {dim}",
                               hint="rebuild with `toolkit index --rebuild`")

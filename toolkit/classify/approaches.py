@@ -14,7 +14,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -89,6 +88,66 @@ class ZeroShot(BaseEstimator, ClassifierMixin):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
+class ConstantClassifier(BaseEstimator, ClassifierMixin):
+    """Predicts the one class seen in training, with probability 1.
+
+    Used where cross-validation leaves a fold's training part with a single class (a rare label
+    told in one story only); scikit-learn's estimators refuse to fit on one class.
+    """
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(np.asarray(y))
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "classes_")
+        return np.ones((len(X), len(self.classes_)))
+
+    def predict(self, X):
+        check_is_fitted(self, "classes_")
+        return np.repeat(self.classes_[:1], len(X))
+
+
+class OneVsRest(BaseEstimator, ClassifierMixin):
+    """Multi-label one-vs-rest: one binary estimator per label column of an indicator matrix.
+
+    A column that is all 0 or all 1 (a label missing from a cross-validation fold, or present in
+    every passage) gets that constant as its probability. scikit-learn's ``OneVsRestClassifier``
+    would validate ``X`` as a numeric array for such columns, which ``(text, embedding)`` pairs
+    are not, and fail.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Binary classifier with ``predict_proba``, cloned per label.
+    """
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        self.classes_ = np.arange(y.shape[1])
+        self.estimators_ = []
+        for j in range(y.shape[1]):
+            column = y[:, j]
+            if column.min() == column.max():
+                self.estimators_.append(float(column[0]))
+            else:
+                self.estimators_.append(clone(self.estimator).fit(X, column))
+        return self
+
+    def predict_proba(self, X):
+        """Array of shape (n_passages, n_labels): the probability of each label."""
+        check_is_fitted(self, "estimators_")
+        columns = [np.full(len(X), estimator) if isinstance(estimator, float)
+                   else np.asarray(estimator.predict_proba(X))[:, 1] for estimator in self.estimators_]
+        return np.column_stack(columns) if columns else np.zeros((len(X), 0))
+
+    def predict(self, X):
+        return (self.predict_proba(X) >= 0.5).astype(int)
+
+
 @dataclass(frozen=True)
 class Approach:
     """A named way of classifying: how to build its estimator and what it needs."""
@@ -158,5 +217,5 @@ def make_estimator(approach: Approach, kind: str, seed: int) -> BaseEstimator:
     if approach.handles_multi:
         return base.set_params(multi=kind == "multi")
     if kind == "multi" and approach.trains:
-        return OneVsRestClassifier(base)
+        return OneVsRest(base)
     return clone(base)

@@ -3,8 +3,9 @@
 Every approach sees identical folds: for each repeat ``r`` the folds come from one
 ``StratifiedGroupKFold(shuffle=True, random_state=seed + r)`` split per task, grouped by story. Within
 a fold each approach is fitted on the training part and scored on the held-out part with the same
-decision rule as ``toolkit train`` (multi-label thresholds tuned by an inner story-grouped split of
-the training part, except for approaches that do not train). Embeddings are computed once per
+decision rule as ``toolkit train`` (multi-label thresholds tuned on out-of-fold probabilities of an
+inner story-grouped split of the training part; an approach that fine-tunes its encoder supplies its
+head's out-of-fold probabilities instead, so the encoder is fine-tuned once per fold). Embeddings are computed once per
 model through the embedding cache, so adding an approach costs only its fitting.
 """
 from __future__ import annotations
@@ -57,16 +58,20 @@ def _score_fold(approach, task, X, gold, classes, train_idx, test_idx, seed, def
     X_train = [X[i] for i in train_idx]
     gold_train = [gold[i] for i in train_idx]
     started = time.perf_counter()
+    estimator = fit_task(approach, task, X_train, gold_train, classes, seed=seed, definitions=definitions)
     thresholds = {}
     if task.kind == "multi":
-        if approach.trains:
-            inner = fold_indices(gold_train, [groups[i] for i in train_idx], INNER_FOLDS, seed)
-            oof = out_of_fold(approach, task, X_train, gold_train, classes, inner, seed=seed,
-                              definitions=definitions)
-            thresholds = tune_thresholds(oof, indicator(gold_train, classes), classes)
-        else:
+        if not approach.trains:
             thresholds = {c: 1.01 for c in classes}
-    estimator = fit_task(approach, task, X_train, gold_train, classes, seed=seed, definitions=definitions)
+        else:
+            # Estimators that fine-tune an encoder report their head's out-of-fold probabilities;
+            # the others are refitted on an inner story-grouped split of the training part.
+            oof = getattr(estimator, "oof_proba_", None)
+            if oof is None:
+                inner = fold_indices(gold_train, [groups[i] for i in train_idx], INNER_FOLDS, seed)
+                oof = out_of_fold(approach, task, X_train, gold_train, classes, inner, seed=seed,
+                                  definitions=definitions)
+            thresholds = tune_thresholds(oof, indicator(gold_train, classes), classes)
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = TaskModel(task, estimator, classes, thresholds)

@@ -1,9 +1,9 @@
 """Model bundles: fitted estimators (joblib) plus a ``manifest.json`` that says what they are.
 
 joblib files are pickles: loading one runs code. A bundle therefore loads only when every joblib
-file's SHA-256 matches the hash recorded in its manifest, and only when the manifest was written by
-this toolkit version, unless the caller passes ``trust=True``. Loading also checks that the
-bundle's embedding model is the one in use.
+file's SHA-256 matches the hash recorded in its manifest (always), and only when the manifest was
+written by this toolkit version (``trust=True`` waives this version check, never the hash check).
+Loading also checks that the bundle's embedding model is the one in use.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class Bundle:
             file = path / spec["file"]
             if not file.exists():
                 raise ModelError(f"{file}: missing estimator file", hint="retrain the bundle")
-            if sha256(file) != spec["sha256"] and not trust:
+            if sha256(file) != spec.get("sha256"):  # never waived, not even by trust: a changed pickle runs any code
                 raise ModelError(f"{file}: SHA-256 does not match the manifest; the file was changed after training",
                                  hint="retrain the bundle; a changed joblib file could run any code")
             try:

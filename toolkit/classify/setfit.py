@@ -14,7 +14,7 @@ import copy
 import logging
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils.validation import check_is_fitted
@@ -59,19 +59,23 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         Encoder to fine-tune (name, alias or path); None is the bundled all-MiniLM-L6-v2.
     multi : bool
         Multi-label task: ``y`` is an indicator matrix of shape (n_passages, n_labels).
-    pairs_per_example : int
-        Training pairs drawn per passage and epoch.
+    pairs_per_example, max_pairs : int
+        Training pairs drawn per passage and epoch, capped at ``max_pairs`` (SetFit needs few pairs).
+    max_tokens : int
+        Sequence length during fine-tuning only (shorter is faster); predictions use the full length.
     epochs, batch_size, learning_rate : training schedule of the encoder.
     C : float
         Inverse regularisation of the logistic head.
     random_state : int
     """
 
-    def __init__(self, model=None, multi=False, pairs_per_example=4, epochs=1, batch_size=16,
-                 learning_rate=2e-5, C=4.0, random_state=0):
+    def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=1600, max_tokens=96, epochs=1,
+                 batch_size=16, learning_rate=3e-5, C=4.0, random_state=0):
         self.model = model
         self.multi = multi
         self.pairs_per_example = pairs_per_example
+        self.max_pairs = max_pairs
+        self.max_tokens = max_tokens
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -92,10 +96,13 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         rng = np.random.default_rng(self.random_state)
         torch.manual_seed(self.random_state)
         encoder = self._encoder()
+        full_length = encoder.max_seq_length
+        encoder.max_seq_length = min(full_length, self.max_tokens)
         optimizer = torch.optim.AdamW(encoder.parameters(), lr=self.learning_rate)
         encoder.train()
+        n_pairs = min(self.pairs_per_example * len(texts), self.max_pairs)
         for _ in range(self.epochs):
-            left, right, target = pair_targets(y, self.multi, self.pairs_per_example * len(texts), rng)
+            left, right, target = pair_targets(y, self.multi, n_pairs, rng)
             for start in range(0, len(left), self.batch_size):
                 i, j = left[start : start + self.batch_size], right[start : start + self.batch_size]
                 features = encoder.tokenize([texts[k] for k in i] + [texts[k] for k in j])
@@ -107,10 +114,18 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
                 loss.backward()
                 optimizer.step()
         encoder.eval()
+        encoder.max_seq_length = full_length
         self.encoder_ = encoder
         head = LogisticRegression(C=self.C, max_iter=3000, class_weight="balanced", random_state=self.random_state)
         self.head_ = OneVsRestClassifier(head) if self.multi else head
-        self.head_.fit(self._embed(texts), y)
+        embeddings = self._embed(texts)
+        # Out-of-fold probabilities of the head, for tuning decision thresholds without fine-tuning the
+        # encoder again per fold (the encoder has seen these passages, so they are a little optimistic).
+        from sklearn.model_selection import KFold, cross_val_predict
+
+        folds = KFold(n_splits=min(3, len(texts)), shuffle=True, random_state=self.random_state)
+        self.oof_proba_ = cross_val_predict(clone(self.head_), embeddings, y, cv=folds, method="predict_proba")
+        self.head_.fit(embeddings, y)
         if not self.multi:
             self.classes_ = self.head_.classes_
         return self

@@ -22,12 +22,13 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold
 
 from toolkit import __version__
-from toolkit.classify.approaches import Approach, get_approach, make_estimator
+from toolkit.classify.approaches import Approach, ConstantClassifier, get_approach, make_estimator
 from toolkit.classify.bundle import MANIFEST, WRITER, sha256
 from toolkit.classify.model import TaskModel, decide, tune_thresholds
 from toolkit.errors import InputError, UsageError
 from toolkit.evaluate import task_metrics
-from toolkit.fsutil import replace_dir, staging_dir, write_json_atomic, write_lock
+from toolkit.fsutil import (file_in_the_way, remove_stale_staging, replace_dir, staging_dir, write_json_atomic,
+                            write_lock)
 from toolkit.labels import Example, Schema, Task, check_stories, load_examples, require_valid
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def fit_task(approach: Approach, task: Task, X: list, gold: list, classes: list[
         estimator.set_params(definitions={c: definitions[c] for c in classes})
         return estimator.fit(X)
     y = indicator(gold, classes) if task.kind == "multi" else np.asarray(gold)
+    if task.kind == "single" and len(set(gold)) < 2:  # a fold whose training part has one class
+        return ConstantClassifier().fit(X, y)
     return estimator.fit(X, y)
 
 
@@ -145,6 +148,9 @@ def train(
     approach = get_approach(classifier)
     if folds < 2:
         raise UsageError(f"The 'folds' parameter must be an int >= 2. Got {folds} instead.")
+    blocker = file_in_the_way(Path(out))
+    if blocker is not None:  # say so now, not after training
+        raise UsageError(f"{out}: cannot create the bundle folder, {blocker} is a file", hint="choose a folder path")
     examples, schema, problems = load_examples(paths, tasks=tasks, splits=splits)
     problems += check_stories(examples)
     require_valid(problems)
@@ -205,6 +211,7 @@ def write_bundle(out: Path, models: dict[str, TaskModel], *, embedder, examples,
     import sklearn
 
     with write_lock(out.parent / f".{out.name}.lockdir", "bundle"):
+        remove_stale_staging(out)  # what a killed writer left; the bundle itself is whole
         staged = staging_dir(out)
         try:
             tasks = {}

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from typing import Callable
 
 import typer
@@ -35,12 +36,22 @@ def emit_json(value: object) -> None:
     typer.echo(json.dumps(value, ensure_ascii=False))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (scikit-learn's on small data) as one ``warning:`` line, not file and source."""
+    err(f"warning: {message}")
+
+
 def setup_logging(quiet: bool, verbose: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     for noisy in ("sentence_transformers", "transformers", "httpx", "huggingface_hub", "faiss", "bm25s",
                   "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # trafilatura logs ERRORs ("lxml parsing failed", "discarding data") for pages it cannot use;
+    # the reader reports those files itself ("no article text left after cleaning, skipped").
+    for html_logger in ("trafilatura", "htmldate", "courlan", "justext"):
+        logging.getLogger(html_logger).setLevel(logging.CRITICAL)
+    warnings.showwarning = _show_warning
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -94,7 +105,4 @@ def main() -> None:
 # Commands register on import, so `toolkit.cli.app` is complete for CliRunner too.
 from toolkit.cli import classify_cmds, data_cmds, search_cmds  # noqa: E402,F401
 
-import importlib.util  # noqa: E402
-
-if importlib.util.find_spec("toolkit.cli.retrieval_cmds") is not None:  # being written alongside
-    from toolkit.cli import retrieval_cmds  # noqa: E402,F401
+from toolkit.cli import retrieval_cmds  # noqa: E402,F401

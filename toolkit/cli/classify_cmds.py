@@ -26,9 +26,16 @@ def _bundle(path: Optional[Path], trust: bool):
 
 def _embedder_for(bundle):
     from toolkit.embed import Embedder
+    from toolkit.errors import ModelError
 
     embedder = Embedder(bundle.model_id)
-    bundle.check_embedder(embedder)
+    try:
+        bundle.check_embedder(embedder)  # loads the model when its folder does not give the dimension
+    except ModelError as exc:
+        if str(bundle.path) in exc.message:
+            raise
+        raise ModelError(f"{bundle.path} needs embedding model {bundle.model_id!r}: {exc.message}",
+                         hint=exc.hint) from exc
     return embedder
 
 

@@ -29,28 +29,39 @@ _CSS_BLOCK = re.compile(
     re.IGNORECASE,
 )
 _JS_LINE = re.compile(
-    r"^\s*(?:var |let |const |function\s*\(|window\.|document\.|\(function|\}\)\(|<script|</?div|<!--|"
+    r"^\s*(?:(?:var|let|const)\s+[\w$]+\s*(?:=|;|,|$)|function\s*\(|window\.|document\.|\(function|\}\)\(|"
+    r"<script|</?div|<!--|"
     r"googletag|adsbygoogle|dataLayer)",
     re.IGNORECASE,
 )
 _CSS_LINE = re.compile(r"^[^{}]*\{[^{}]*:[^{}]*;?[^{}]*\}\s*$")
 
 # Prompts and page furniture; matched against whole short lines (see _is_boilerplate_line).
-_BOILERPLATE = re.compile(
+# _PROMPTS are phrases that only page furniture uses; _FURNITURE_WORDS are words that also occur in
+# news prose ("declined to comment", "the search for the crew", "a post on its Telegram channel"),
+# so they mark a line as boilerplate only when the line is not a sentence.
+_PROMPTS = re.compile(
     r"("
-    r"subscribe|newsletter|sign up|sign in|log ?in\b|register\b|follow us|join (?:us|our)|"
-    r"telegram|whatsapp|facebook|twitter|instagram|youtube|tiktok|share (?:this|on)|\bshare\b|"
-    r"support (?:us|up)\b|become (?:our|a) (?:patron|member|subscriber)|donate|"
-    r"advertis|sponsor|promoted|\bads?\b|"
-    r"leave a (?:reply|comment)|comments?\b|your email address|required fields|"
+    r"subscribe|newsletter|sign up|sign in|log ?in\b|follow us|join (?:us|our)|share (?:this|on)|"
+    r"become (?:our|a) (?:patron|member|subscriber)|"
+    r"leave a (?:reply|comment)|no comments yet|be the first to comment|your email address|required fields|"
     r"please enter your|more from (?:the )?author|most (?:popular|read)|read (?:now|more|also)|"
     r"recent news|all news|latest news|related (?:news|articles|stories|posts)|you may also like|"
     r"back to top|all sections|all rights reserved|copyright|©|cookie|privacy policy|terms of use|"
     r"originally published|reprinted with permission|news of the day\b|"
-    r"skip to (?:main )?content|main menu|search\b|menu\b|home\s*[›>/»]|^home"
+    r"skip to (?:main )?content|main menu|home\s*[›>/»]"
     r")",
     re.IGNORECASE,
 )
+_FURNITURE_WORDS = re.compile(
+    r"("
+    r"register\b|telegram|whatsapp|facebook|twitter|instagram|youtube|tiktok|\bshare\b|"
+    r"support (?:us|up)\b|donate|advertis|sponsor|promoted|\bads?\b|comments?\b|search\b|menu\b|^home"
+    r")",
+    re.IGNORECASE,
+)
+_BOILERPLATE = re.compile(f"{_PROMPTS.pattern}|{_FURNITURE_WORDS.pattern}", re.IGNORECASE)
+_SENTENCE_CLOSE = re.compile(r"[.!?][\"'”’»)\]]*$")
 # Markers after which nothing belongs to the article any more.
 _END_MARKERS = re.compile(
     r"^\W*(?:leave a (?:reply|comment)|comments?|most (?:popular|read)|more from (?:the )?author|"
@@ -110,13 +121,21 @@ def _is_boilerplate_line(line: str) -> bool:
         return not re.search(r"[A-Za-z0-9]", line) or bool(re.fullmatch(r"\W*[-–—]+\W*", line))
     if _TIMESTAMP.match(line) or _CAPTION.search(line) or _TEASER.search(line):
         return True
-    if n <= MAX_BOILERPLATE_WORDS and _BOILERPLATE.search(line):
+    if n <= MAX_BOILERPLATE_WORDS and (
+            _PROMPTS.search(line) or (_FURNITURE_WORDS.search(line) and not _is_sentence(line, n))):
         return True
     if n <= 12 and _BYLINE.search(line):
         return True
     if _SOURCE_LINE.match(line) and n <= 6:
         return True
     return False
+
+
+def _is_sentence(line: str, words: int) -> bool:
+    """Five or more words, a capital (or digit) first and a full stop, ! or ? last."""
+    head = line.lstrip("\"'“‘«([")
+    return (words >= 5 and bool(head) and (head[0].isupper() or head[0].isdigit())
+            and bool(_SENTENCE_CLOSE.search(line)))
 
 
 def _is_body_like(line: str) -> bool:

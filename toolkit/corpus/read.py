@@ -8,6 +8,9 @@ Formats, chosen by extension:
 - ``.jsonl`` / ``.csv``: one article per row; ``text`` is required, ``id``, ``title``, ``url``,
   ``published`` and ``source`` are optional.
 
+An article longer than :data:`MAX_ARTICLE_CHARS` is cut there, with a warning naming the file (and
+line), so one huge file cannot stall indexing.
+
 Unreadable files (binary, empty) are skipped with a warning and counted in :class:`ReadReport`;
 a broken row in a JSONL/CSV file is an :class:`~toolkit.errors.InputError` naming the line, unless
 ``skip_bad`` is set, in which case it is skipped and counted.
@@ -35,6 +38,9 @@ HTML_SUFFIXES = {".html", ".htm"}
 ROW_SUFFIXES = {".jsonl", ".ndjson", ".csv"}
 SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES
 MAX_FIELD = 50_000_000  # bytes; csv's default field limit is 128 KiB, too small for long articles
+# characters of one article that are indexed: ten times the longest news features, and enough to
+# keep cleaning, splitting and embedding one file to seconds-to-minutes instead of hours
+MAX_ARTICLE_CHARS = 1_000_000
 
 
 @dataclass
@@ -105,6 +111,21 @@ def _decode(raw: bytes, path: Path, report: ReadReport) -> str | None:
         return text
 
 
+def _bounded(text: str, where: str, report: ReadReport) -> str:
+    """``text`` cut to :data:`MAX_ARTICLE_CHARS` (at a space when one is near), with a warning."""
+    if len(text) <= MAX_ARTICLE_CHARS:
+        return text
+    cut = MAX_ARTICLE_CHARS
+    space = max(text.rfind(" ", cut - 1000, cut), text.rfind("\n", cut - 1000, cut))
+    if space > 0:
+        cut = space
+    report.warnings.append(
+        f"{where}: article has {len(text):,} characters; only the first {cut:,} are indexed "
+        f"(split it into several articles, e.g. one JSONL row each)"
+    )
+    return text[:cut]
+
+
 def normalise_date(value: str) -> str:
     """ISO date (YYYY-MM-DD) from common date strings, or ``""`` if it cannot be parsed."""
     value = (value or "").strip()
@@ -171,7 +192,7 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
         rows = _jsonl_rows(text, path) if suffix in {".jsonl", ".ndjson"} else _csv_rows(text, path)
         for line, row in rows:
             try:
-                document = _row_document(row, path, line, stable)
+                document = _row_document(row, path, line, stable, report)
             except InputError as exc:
                 if not skip_bad:
                     raise
@@ -184,6 +205,7 @@ def read_file(path: Path, report: ReadReport, *, skip_bad: bool = False) -> Iter
     title = ""
     if suffix in HTML_SUFFIXES:
         text, title = _html_text(text)
+    text = _bounded(text, str(path), report)
     document = _document(text, doc_id=_hash(stable)[:16], path=str(path), title=title, source=path.name)
     if document is None:
         report.skipped.append(f"{path}: no article text left after cleaning, skipped")
@@ -209,9 +231,13 @@ def _jsonl_rows(text: str, path: Path) -> Iterator[tuple[int, dict | Exception]]
 
 def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict | Exception]]:
     csv.field_size_limit(MAX_FIELD)
-    reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "text" not in [f.strip() for f in reader.fieldnames]:
-        raise InputError(f"{path}: CSV has no 'text' column (columns: {', '.join(reader.fieldnames or [])})",
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": \r and \r\n rows too
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise InputError(f"{located(path, reader.line_num)}: malformed CSV header ({exc})") from exc
+    if fieldnames is None or "text" not in [f.strip() for f in fieldnames]:
+        raise InputError(f"{path}: CSV has no 'text' column (columns: {', '.join(fieldnames or [])})",
                          hint="name the article column 'text'")
     try:
         for row in reader:
@@ -220,7 +246,8 @@ def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict | Exception]]:
         raise InputError(f"{located(path, reader.line_num)}: malformed CSV ({exc})") from exc
 
 
-def _row_document(row: dict | Exception, path: Path, line: int, stable: str) -> Document | None:
+def _row_document(row: dict | Exception, path: Path, line: int, stable: str,
+                  report: ReadReport | None = None) -> Document | None:
     if isinstance(row, Exception):
         raise row
     text = row.get("text")
@@ -228,6 +255,7 @@ def _row_document(row: dict | Exception, path: Path, line: int, stable: str) -> 
         raise InputError(f"{located(path, line)}: missing or empty 'text'", hint="every row needs a text")
     meta = {k: str(row.get(k) or "") for k in ("source", "url", "published")}
     doc_id = str(row.get("id") or "") or _hash(stable, text)[:16]
+    text = _bounded(text, located(path, line), report if report is not None else ReadReport())
     return _document(text, doc_id=doc_id, path=f"{path}:{line}", title=str(row.get("title") or ""), **meta)
 
 

@@ -5,6 +5,10 @@ truncates them. A passage does not cross a paragraph boundary unless one side is
 trailing "he said." joins the quote). A sentence longer than the budget is cut at clause or word
 boundaries. Every passage records its ``start``/``end`` offsets into the cleaned text, and
 ``text[start:end] == passage.text`` always holds.
+
+Every step reads only a bounded neighbourhood of the text (the word before a full stop, windows of
+``max_tokens * MAX_CHARS_PER_TOKEN`` characters), so splitting is linear in the text's length even
+for a megabyte on one line, and no passage is longer than that window.
 """
 from __future__ import annotations
 
@@ -24,9 +28,14 @@ _ABBREVIATIONS = frozenset(
     adj asst atty aug blvd brig cdr cie comdr hon messrs mlle mme msgr rev rt supt""".split()
 )
 _SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]]*(?=\s)|[.!?…]+[\"'”’»)\]]*$")
-_WORD_BEFORE = re.compile(r"([^\s\"'“‘«(\[]+)$")
+_TOKEN_STOPS = "\"'“‘«(["  # with whitespace, what delimits the word before a full stop
+_NEXT_CHAR = re.compile(r"\s*(\S)")
 _PARAGRAPH = re.compile(r"\n\s*\n|\n")
 _CLAUSE_BREAK = re.compile(r"[,;:–—]\s+")
+# A token is rarely longer than this many characters; only windows this wide are tokenized when a
+# long sentence or paragraph is cut or measured (WordPiece maps any word over 100 characters to one
+# [UNK] token, so a wider window could only fit more text, never less).
+MAX_CHARS_PER_TOKEN = 32
 
 
 def approx_tokens(text: str) -> int:
@@ -70,11 +79,28 @@ def _trim(text: str, start: int, end: int) -> list[Span]:
     return [Span(start, end)] if end > start else []
 
 
-def _ends_sentence(text: str, dot_end: int, match_text: str) -> bool:
-    """Decide whether a terminal mark at ``text[:dot_end]`` closes a sentence."""
+def _token_before(text: str, end: int) -> str:
+    """The word ending at ``text[end]`` with its trailing full stops removed.
+
+    Scans back from ``end`` only over that word, so the cost does not grow with the paragraph.
+    """
+    stop = end
+    while stop > 0 and text[stop - 1] == ".":
+        stop -= 1
+    begin = stop
+    while begin > 0 and not text[begin - 1].isspace() and text[begin - 1] not in _TOKEN_STOPS:
+        begin -= 1
+    return text[begin:stop]
+
+
+def _ends_sentence(text: str, dot_end: int, match_text: str, end: int | None = None) -> bool:
+    """Decide whether a terminal mark ending at ``text[dot_end]`` closes a sentence.
+
+    Only the word before the mark and the first character after it (before ``end``) are read.
+    """
+    end = len(text) if end is None else end
     if match_text.rstrip("\"'”’»)]").endswith((".",)) and not match_text.startswith(("..", "…")):
-        before = _WORD_BEFORE.search(text[: dot_end - len(match_text) + 1].rstrip("."))
-        token = before.group(1) if before else ""
+        token = _token_before(text, dot_end - len(match_text) + 1)
         bare = token.lower().strip(".")
         if bare in _ABBREVIATIONS:
             return False
@@ -82,10 +108,10 @@ def _ends_sentence(text: str, dot_end: int, match_text: str) -> bool:
             return False  # an initial: "Mark T. Esper"
         if re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]?", token + "."):
             return False  # "U.S." and other dotted acronyms inside a sentence
-    rest = text[dot_end:].lstrip()
-    if not rest:
+    following = _NEXT_CHAR.match(text, dot_end, end)
+    if following is None:
         return True
-    first = rest[0]
+    first = following.group(1)
     # A sentence starts with an upper-case letter, a digit, a quote or a bracket; a lower-case
     # continuation means the mark was inside a sentence ("the No. 2 official", "3 p.m. on Friday").
     return first.isupper() or first.isdigit() or first in "\"'“‘«([—–-•"
@@ -97,7 +123,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Sp
     spans: list[Span] = []
     pos = start
     for match in _SENTENCE_END.finditer(text, start, end):
-        if _ends_sentence(text[:end], match.end(), match.group()):
+        if _ends_sentence(text, match.end(), match.group(), end):
             spans.extend(_trim(text, pos, match.end()))
             pos = match.end()
     spans.extend(_trim(text, pos, end))
@@ -105,15 +131,21 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[Sp
 
 
 def _cut_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> list[Span]:
-    """Cut one over-long sentence at clause breaks, then at word breaks, within the budget."""
+    """Cut one over-long sentence at clause breaks, then at word breaks, within the budget.
+
+    Each piece is searched for in a window of ``max_tokens * MAX_CHARS_PER_TOKEN`` characters, so a
+    sentence of any length is cut in time linear in its length.
+    """
     pieces: list[Span] = []
     start = span.start
+    window = max_tokens * MAX_CHARS_PER_TOKEN
     while start < span.end:
-        if count(text[start : span.end]) <= max_tokens:
+        stop = min(span.end, start + window)
+        if stop == span.end and count(text[start:stop]) <= max_tokens:
             pieces.extend(_trim(text, start, span.end))
             break
         # Find the longest prefix that fits, preferring a clause break, else a word break.
-        words = [m.end() for m in re.finditer(r"\S+", text[start : span.end])]
+        words = [m.end() for m in re.finditer(r"\S+", text[start:stop])]
         lo, hi, best = 0, len(words) - 1, 0
         while lo <= hi:
             mid = (lo + hi) // 2
@@ -121,7 +153,7 @@ def _cut_long(text: str, span: Span, max_tokens: int, count: TokenCounter) -> li
                 best, lo = mid, mid + 1
             else:
                 hi = mid - 1
-        cut = start + words[best]
+        cut = start + words[best] if words else stop
         clauses = [start + m.end() for m in _CLAUSE_BREAK.finditer(text[start:cut])]
         if clauses and clauses[-1] - start > (cut - start) // 2:
             cut = clauses[-1]
@@ -157,11 +189,13 @@ def split_passages(
     """
     if max_tokens < 8:
         raise ValueError(f"max_tokens must be >= 8. Got {max_tokens} instead.")
+    max_chars = max_tokens * MAX_CHARS_PER_TOKEN  # also bounds passages of a few huge 'words'
     groups: list[list[Span]] = []  # sentences per paragraph
     for paragraph in paragraph_spans(text):
         sentences: list[Span] = []
         for sentence in sentence_spans(text, paragraph.start, paragraph.end):
-            if count_tokens(text[sentence.start : sentence.end]) > max_tokens:
+            if (sentence.end - sentence.start > max_chars
+                    or count_tokens(text[sentence.start : sentence.end]) > max_tokens):
                 sentences.extend(_cut_long(text, sentence, max_tokens, count_tokens))
             else:
                 sentences.append(sentence)
@@ -172,7 +206,9 @@ def split_passages(
     current: tuple[int, int] | None = None
     current_paragraph_short = False
     for sentences in groups:
-        paragraph_short = count_tokens(text[sentences[0].start : sentences[-1].end]) < min_tokens
+        length = sentences[-1].end - sentences[0].start
+        paragraph_short = (length <= min_tokens * MAX_CHARS_PER_TOKEN
+                           and count_tokens(text[sentences[0].start : sentences[-1].end]) < min_tokens)
         for i, sentence in enumerate(sentences):
             if current is None:
                 current = (sentence.start, sentence.end)
@@ -180,7 +216,8 @@ def split_passages(
             merged = (current[0], sentence.end)
             joins_paragraph = i == 0
             allowed = not joins_paragraph or paragraph_short or current_paragraph_short
-            if allowed and count_tokens(text[merged[0] : merged[1]]) <= max_tokens:
+            if (allowed and merged[1] - merged[0] <= max_chars
+                    and count_tokens(text[merged[0] : merged[1]]) <= max_tokens):
                 current = merged
             else:
                 windows.append(current)
