@@ -55,3 +55,14 @@ def seed_copy(tmp_path):
     target = tmp_path / "articles"
     shutil.copytree(SEEDS, target)
     return target
+
+
+def corpus_subset(folder: Path, source: str, stories: int, name: str = "data.jsonl") -> Path:
+    """Copy the schema and the first ``stories`` whole stories of ``data/labels/<source>`` into ``folder``."""
+    import json
+
+    shutil.copy(LABELS / "schema.json", folder / "schema.json")
+    rows = [json.loads(line) for line in (LABELS / source).read_text().splitlines()]
+    keep = set(sorted({r["story"] for r in rows})[:stories])
+    (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows if r["story"] in keep))
+    return folder

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -10,21 +9,17 @@ from typer.testing import CliRunner
 from toolkit.classify.benchmark import run_benchmark
 from toolkit.cli import app
 
-from conftest import LABELS
+from conftest import corpus_subset
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    shutil.copy(LABELS / "schema.json", folder / "schema.json")
-    rows = [json.loads(line) for line in (LABELS / "written_mideast.jsonl").read_text().splitlines()]
-    stories = sorted({r["story"] for r in rows})[:30]
-    (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["story"] in stories))
-    return folder, {r["text"]: r["story"] for r in rows}
+    folder = corpus_subset(tmp_path_factory.mktemp("tiny"), "written_mideast.jsonl", 30)
+    return folder
 
 
 def test_folds_are_grouped_and_identical_across_approaches(tiny, embedder):
-    folder, _ = tiny
+    folder = tiny
     result = run_benchmark([folder], approaches=["logreg", "tfidf"], folds=3, repeats=2, tasks=["tone"])
     from toolkit.labels import load_examples
 
@@ -45,7 +40,7 @@ def test_folds_are_grouped_and_identical_across_approaches(tiny, embedder):
 
 
 def test_benchmark_cli_json_and_files(tiny, tmp_path):
-    folder, _ = tiny
+    folder = tiny
     result = CliRunner().invoke(app, ["benchmark", str(folder), "--classifiers", "logreg,zeroshot", "--folds", "2",
                                       "--repeats", "1", "--json", "-q", "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
@@ -59,6 +54,6 @@ def test_benchmark_cli_json_and_files(tiny, tmp_path):
 
 
 def test_unknown_approach_is_a_usage_error(tiny):
-    folder, _ = tiny
+    folder = tiny
     result = CliRunner().invoke(app, ["benchmark", str(folder), "--classifiers", "logreg,magic"])
     assert result.exit_code == 2 and "unknown classifier 'magic'" in result.stderr

@@ -13,18 +13,13 @@ from toolkit.classify.train import train
 from toolkit.errors import InputError, ModelError
 from toolkit.labels import Task
 
-from conftest import LABELS
+from conftest import LABELS, corpus_subset
 
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory):
     """About 200 passages of the shipped corpus (whole stories), with its schema."""
-    folder = tmp_path_factory.mktemp("small")
-    shutil.copy(LABELS / "schema.json", folder / "schema.json")
-    rows = [json.loads(line) for line in (LABELS / "written_milhard.jsonl").read_text().splitlines()]
-    stories = sorted({r["story"] for r in rows})[:50]
-    kept = [r for r in rows if r["story"] in stories]
-    (folder / "small.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    folder = corpus_subset(tmp_path_factory.mktemp("small"), "written_milhard.jsonl", 50, "small.jsonl")
     return folder
 
 
