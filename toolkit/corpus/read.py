@@ -166,7 +166,9 @@ def _html_text(html: str) -> tuple[str, str]:
     try:
         import trafilatura
     except ImportError as exc:  # pragma: no cover - trafilatura is a declared dependency
-        raise InputError("reading HTML needs trafilatura", hint="pip install trafilatura") from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"reading HTML needs trafilatura and its dependencies ({first})",
+                         hint="reinstall the project: pip install -e .") from exc
     text = trafilatura.extract(html, include_comments=False, include_tables=False, favor_precision=True) or ""
     title = ""
     meta = trafilatura.extract_metadata(html)
