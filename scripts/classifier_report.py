@@ -18,9 +18,8 @@ from pathlib import Path
 
 from toolkit.classify.bundle import Bundle
 from toolkit.classify.train import train
-from toolkit.cli.classify_cmds import evaluate_bundle
 from toolkit.embed import Embedder
-from toolkit.evaluate import task_metrics
+from toolkit.evaluate import evaluate_bundle, task_metrics
 from toolkit.labels import load_examples
 
 
@@ -53,9 +52,9 @@ def main() -> int:
             out = Path(tmp) / name
             train([args.data], out, classifier=name, embedder=embedder)
             seconds = time.perf_counter() - started
-            rows.append((name, evaluate_bundle(Bundle.load(out), [args.data], "test")["tasks"], seconds))
+            rows.append((name, evaluate_bundle(Bundle.load(out), [args.data], "test", embedder)["tasks"], seconds))
     if args.bundle:
-        rows.append((f"bundle {args.bundle}", evaluate_bundle(Bundle.load(args.bundle), [args.data], "test")["tasks"],
+        rows.append((f"bundle {args.bundle}", evaluate_bundle(Bundle.load(args.bundle), [args.data], "test", embedder)["tasks"],
                      0.0))
     tasks = list(rows[0][1])
     header = "| classifier | " + " | ".join(f"{t} macro-F1 | {t} micro-F1" for t in tasks) + " | train s |"

@@ -123,3 +123,14 @@ def test_require_valid_names_the_first_problem(folder):
     _, _, problems = load_examples([folder])
     with pytest.raises(InputError, match=r"a.jsonl:1: unknown tone label\(s\) 'angry'.*and 1 more"):
         require_valid(problems)
+
+
+def test_data_card_figures_match_the_data():
+    """data/labels/README.md carries the figures scripts/data_card.py prints for the shipped data."""
+    import subprocess
+    import sys
+
+    root = LABELS.parent.parent
+    result = subprocess.run([sys.executable, "scripts/data_card.py", "--check"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

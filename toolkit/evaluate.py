@@ -139,3 +139,41 @@ def markdown_report(results: dict, *, title: str, baselines: dict | None = None)
             lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def evaluate_bundle(bundle, data: Sequence[Path], split: str | None, embedder) -> dict:
+    """Metrics of a classifier ``bundle`` on labelled data, for the tasks present in both.
+
+    Parameters
+    ----------
+    bundle : toolkit.classify.bundle.Bundle
+    data : files or folders of labelled passages
+    split : evaluate only rows of this split (rows without a split count too); None for all rows
+    embedder : the embedder the bundle was trained with (checked by the caller)
+
+    Returns ``{"n": int, "tasks": {task: task_metrics(...)}}``.
+    """
+    from toolkit.errors import InputError
+    from toolkit.labels import load_examples, require_valid
+
+    examples, _schema, problems = load_examples(list(data), splits=[split] if split else None)
+    require_valid(problems)
+    if split:
+        examples = [e for e in examples if e.split in ("", split)]
+    if not examples:
+        raise InputError(f"no labelled passages to evaluate in {', '.join(map(str, data))}"
+                         + (f" for split {split!r}" if split else ""))
+    texts = [e.text for e in examples]
+    labels, _ = bundle.predict(texts, embedder.encode(texts))
+    tasks = {}
+    for name, model in bundle.models.items():
+        rows = [i for i, e in enumerate(examples) if name in e.labels]
+        if not rows:
+            continue
+        gold = [examples[i].labels[name] for i in rows]
+        predicted = [labels[i][name] for i in rows]
+        unseen = sorted({v for g in gold for v in ([g] if isinstance(g, str) else g)} - set(model.classes))
+        tasks[name] = task_metrics(gold, predicted, list(model.classes) + unseen, model.task.kind)
+    if not tasks:
+        raise InputError(f"the data has none of the bundle's tasks ({', '.join(bundle.models)})")
+    return {"n": len(examples), "tasks": tasks}

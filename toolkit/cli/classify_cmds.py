@@ -76,40 +76,6 @@ def train_cmd(
                    f"micro-F1 {cv['micro_f1']:.3f}")
 
 
-def evaluate_bundle(bundle, data: List[Path], split: Optional[str]) -> dict:
-    """Metrics of ``bundle`` on labelled data (tasks present in both)."""
-    from toolkit.evaluate import task_metrics
-    from toolkit.labels import load_examples, require_valid
-
-    examples, _schema, problems = load_examples(data, splits=[split] if split else None)
-    require_valid(problems)
-    if split:
-        examples = [e for e in examples if e.split in ("", split)]
-    if not examples:
-        from toolkit.errors import InputError
-
-        raise InputError(f"no labelled passages to evaluate in {', '.join(map(str, data))}"
-                         + (f" for split {split!r}" if split else ""))
-    embedder = _embedder_for(bundle)
-    texts = [e.text for e in examples]
-    labels, _ = bundle.predict(texts, embedder.encode(texts))
-    tasks = {}
-    for name, model in bundle.models.items():
-        index = [i for i, e in enumerate(examples) if name in e.labels]
-        if not index:
-            continue
-        gold = [examples[i].labels[name] for i in index]
-        predicted = [labels[i][name] for i in index]
-        values = list(model.classes) + sorted({v for g in gold for v in ([g] if isinstance(g, str) else g)}
-                                              - set(model.classes))
-        tasks[name] = task_metrics(gold, predicted, values, model.task.kind)
-    if not tasks:
-        from toolkit.errors import InputError
-
-        raise InputError(f"the data has none of the bundle's tasks ({', '.join(bundle.models)})")
-    return {"n": len(examples), "tasks": tasks}
-
-
 @app.command("evaluate")
 @handle_errors
 def evaluate_cmd(
@@ -133,7 +99,9 @@ def evaluate_cmd(
     from toolkit.evaluate import markdown_report, plot_confusion
 
     loaded = _bundle(bundle, trust)
-    results = evaluate_bundle(loaded, data, split)
+    from toolkit.evaluate import evaluate_bundle
+
+    results = evaluate_bundle(loaded, data, split, _embedder_for(loaded))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
