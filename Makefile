@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt
-	$(PY) -m pip install -q -e '.[test]' -c constraints.txt
+	$(PY) -m pip install -q -e '.[test,fast]' -c constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -205,3 +205,14 @@ def test_data_check(tmp_path):
     (tmp_path / "a.jsonl").write_text(json.dumps({"text": "x", "contact_type": ["none", "call"], "tone": "neutral"}) + "\n")
     bad = run("data", "check", tmp_path)
     assert bad.exit_code == 1 and "a.jsonl:1: 'none' must stand alone" in bad.stderr
+
+
+def test_index_type_option(tmp_path):
+    folder = tmp_path / "ix"
+    result = run("index", SEEDS, "--index", folder, "--no-labels", "-q", "--index-type", "hnsw")
+    assert result.exit_code == 0, result.output
+    assert json.loads((folder / "manifest.json").read_text())["vector_index"]["type"] == "hnsw"
+    assert "(hnsw)" in run("info", "--index", folder).stdout
+    assert json.loads(run("query", QUERY, "--index", folder, "--json", "-k", "3").stdout)["hits"]
+    one_line_error(run("index", SEEDS, "--index", tmp_path / "other", "--index-type", "lsh"), 2,
+                   "'index_type' parameter must be one of auto, flat, hnsw, ivf")

@@ -182,3 +182,43 @@ def test_empty_folder_and_missing_path(tmp_path, embedder):
     assert not (tmp_path / "ix" / "manifest.json").exists()
     with pytest.raises(UsageError, match="no such file or folder"):
         build_index([tmp_path / "missing"], tmp_path / "ix", embedder=embedder, bundle=None)
+
+
+def test_small_chunks_build_the_same_index_as_one_chunk(tmp_path, seed_copy, embedder, monkeypatch):
+    """Reading, embedding and writing overlap chunk by chunk; the result does not depend on the chunking."""
+    from toolkit import indexing
+
+    whole = build_index([seed_copy], tmp_path / "whole", embedder=embedder, bundle=None)
+    monkeypatch.setattr(indexing, "CHUNK_PASSAGES", 3)
+    chunked = build_index([seed_copy], tmp_path / "chunked", embedder=embedder, bundle=None)
+    assert (chunked.passages_total, chunked.documents_total) == (whole.passages_total, whole.documents_total)
+    one, many = Index.open(tmp_path / "whole"), Index.open(tmp_path / "chunked")
+    assert one.store.texts() == many.store.texts()
+    assert np.allclose(one.vectors.reconstruct(one.store.all_rows()), many.vectors.reconstruct(many.store.all_rows()))
+    def groups(index):  # story ids name one member, which depends on the order seen; the grouping does not
+        found: dict[str, set] = {}
+        for doc_id, story in index.store.conn.execute("SELECT doc_id, story FROM stories"):
+            found.setdefault(story, set()).add(doc_id)
+        return sorted(sorted(members) for members in found.values())
+
+    assert groups(one) == groups(many) and len(groups(one)) < whole.documents_total
+    assert [h.to_dict() for h in one.search(QUERY, k=5)] == [h.to_dict() for h in many.search(QUERY, k=5)]
+
+
+def test_a_failing_write_stops_the_build_and_keeps_the_index(tmp_path, seed_copy, embedder, monkeypatch):
+    from toolkit import indexing
+
+    folder = tmp_path / "ix"
+    build_index([seed_copy], folder, embedder=embedder, bundle=None, rebuild=True)
+    before = [h.to_dict() for h in Index.open(folder).search(QUERY, k=5)]
+    monkeypatch.setattr(indexing, "CHUNK_PASSAGES", 3)
+
+    def full(*args, **kwargs):
+        raise OSError("database or disk is full")
+
+    monkeypatch.setattr(indexing._GenerationWriter, "_write", full)
+    with pytest.raises(OSError, match="disk is full"):
+        build_index([seed_copy], folder, embedder=embedder, bundle=None, rebuild=True)
+    monkeypatch.undo()
+    assert [h.to_dict() for h in Index.open(folder).search(QUERY, k=5)] == before
+    assert not [t.name for t in __import__("threading").enumerate() if t.name == "toolkit-writer"]

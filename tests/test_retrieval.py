@@ -22,7 +22,7 @@ from toolkit.retrieval import (
     single_query_threads,
 )
 
-KEYS = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "queries", "mode"}
+KEYS = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "queries", "mode", "backend"}
 CORPUS = [
     {"_id": "d1", "title": "Defence ministers call",
      "text": "The US and Russian defence ministers spoke by phone on Friday about Ukraine."},

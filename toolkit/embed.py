@@ -118,8 +118,9 @@ class Embedder:
     ----------
     model : str or None
         Model name, alias (``default``) or local path; ``None`` is the bundled all-MiniLM-L6-v2.
-    backend : {"torch", "onnx", "openvino"}
-        Inference backend (see :mod:`toolkit.backends`).
+    backend : {"torch", "onnx", "openvino", "auto"}
+        Inference backend (see :mod:`toolkit.backends`); ``auto`` is the fastest installed backend
+        whose embeddings match torch fp32 (see :mod:`toolkit.probe`), resolved on first use.
     cache : EmbeddingCache, False or None
         Cache to use; ``None`` uses the default cache file, ``False`` disables caching.
     batch_size : int
@@ -135,7 +136,8 @@ class Embedder:
         batch_size: int = 32,
     ) -> None:
         self.model_id, self.load_path = resolve_model(model)
-        self.backend = backend
+        self.requested_backend = backend
+        self._backend: str | None = None
         self.batch_size = batch_size
         self.cache = EmbeddingCache() if cache is None or cache is True else (cache or None)
         self._model = None
@@ -145,6 +147,23 @@ class Embedder:
         self.encode_seconds = 0.0  # time spent in the model's forward passes
 
     # -- model ---------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The backend in use: the one asked for, or what ``auto`` chose (probing once if needed)."""
+        if self._backend is None:
+            requested = self.requested_backend
+            if requested not in (*BACKENDS, "auto"):
+                from toolkit.errors import UsageError
+
+                raise UsageError(f"The 'backend' parameter must be one of {', '.join(BACKENDS)}, auto. "
+                                 f"Got {requested!r} instead.")
+            if requested == "auto":
+                from toolkit.probe import choose_backend
+
+                requested = choose_backend(self.load_path, self.model_id)
+            self._backend = requested
+        return self._backend
+
     @property
     def model(self):
         if self._model is None:
@@ -172,7 +191,7 @@ class Embedder:
 
     @property
     def cache_key(self) -> str:
-        """Cache namespace: the model id (backends agree to cosine 0.99+, but are kept apart)."""
+        """Cache namespace: the model id, plus the backend unless torch (see docs/architecture.md)."""
         return self.model_id if self.backend == "torch" else f"{self.model_id}#{self.backend}"
 
     def token_counter(self) -> Callable[[str], int]:
@@ -315,7 +334,7 @@ def _load_model(load_path: str, model_id: str, backend: str):
                 model = load_exported(load_path, model_id, backend)
         except ImportError as exc:
             raise ModelError(f"cannot load the {backend} backend: {exc}",
-                             hint="install the project with its dependencies (make run)") from exc
+                             hint="install the project with its dependencies (make install)") from exc
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - sentence-transformers raises many kinds
@@ -327,3 +346,10 @@ def _load_model(load_path: str, model_id: str, backend: str):
         log.info("loaded embedding model %s (%s backend, cpu)", model_id, backend)
         _MODELS[key] = model
         return model
+
+
+def _forget_models(load_path: str, keep: str) -> None:
+    """Drop loaded models of ``load_path`` other than the ``keep`` backend (after the auto probe)."""
+    with _LOCK:
+        for key in [k for k in _MODELS if k[0] == load_path and k[1] != keep]:
+            del _MODELS[key]

@@ -142,8 +142,10 @@ class Index:
             from toolkit.vectors import VectorIndex
 
             model = self.manifest["model"]
+            # Indexes written before "vector_index" existed are flat; their factory says so.
             self._vectors = VectorIndex.load(self.folder / self.manifest["files"]["vectors"], model["dim"],
-                                             self.manifest["faiss"]["factory"])
+                                             self.manifest["faiss"]["factory"],
+                                             self.manifest.get("vector_index", {}).get("params"))
             if len(self._vectors) != self.manifest["counts"]["passages"]:
                 raise IndexError_(f"{self.folder}: vector count {len(self._vectors)} does not match "
                                   f"{self.manifest['counts']['passages']} passages",
@@ -180,7 +182,19 @@ class Index:
         allowed = self.store.filter_rows(filters) if filters else None
         if allowed is not None and not allowed:
             return []
-        ranked = self._rank(query, k, mode, allowed, query_vector)
+        if mode == "lexical":
+            ranked = self._rank(query, k, mode, allowed, query_vector)
+        else:
+            from toolkit.retrieval import single_query_threads
+
+            if len(self):  # load FAISS and the model first: the thread settings cover loaded libraries
+                self.vectors
+                if query_vector is None:
+                    self.embedder.model
+            # One query is too little work to split: on 2 cores, 2 threads made encoding 16x and flat
+            # search 50x slower than 1 thread (docs/performance.md); switching costs microseconds.
+            with single_query_threads():
+                ranked = self._rank(query, k, mode, allowed, query_vector)
         return self._hits(ranked, k, dedupe)
 
     def _rank(self, query: str, k: int, mode: str, allowed, query_vector) -> list[tuple[int, float]]:
@@ -201,13 +215,22 @@ class Index:
         return fuse(lists, fusion["method"], fusion)
 
     def _hits(self, ranked: list[tuple[int, float]], k: int, dedupe: bool) -> list[Hit]:
+        hits: list[Hit] = []
+        seen_story: dict[str, Hit] = {}
+        step = 2 * k + 10  # rows read per SQLite round: enough for k hits unless dedupe drops many
+        for start in range(0, len(ranked), step):
+            if self._add_hits(ranked[start : start + step], k, dedupe, hits, seen_story):
+                break
+        return hits
+
+    def _add_hits(self, ranked: list[tuple[int, float]], k: int, dedupe: bool, hits: list[Hit],
+                  seen_story: dict[str, Hit]) -> bool:
+        """Append hits for ``ranked`` (one slice of the ranking); True once there are ``k``."""
         rows = [row for row, _ in ranked]
         meta = self.store.passages(rows)
         labels = self.store.labels_for(rows)
         probabilities = self.store.probabilities_for(rows)
         stories = self._stories([meta[r].doc_id for r in rows if r in meta]) if dedupe else {}
-        hits: list[Hit] = []
-        seen_story: dict[str, Hit] = {}
         for row, score in ranked:
             passage = meta.get(row)
             if passage is None:
@@ -227,8 +250,8 @@ class Index:
                 hit.also_in = self._story_members(story, passage.doc_id)
             hits.append(hit)
             if len(hits) == k:
-                break
-        return hits
+                return True
+        return False
 
     # -- stories ---------------------------------------------------------------------------------
     def _stories(self, doc_ids: Sequence[str]) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Build or update an index directory from article files.
 
-The job runs as a pipeline: a reader thread reads, cleans and splits articles into a bounded queue
-while the calling thread embeds passages in length-sorted chunks and adds them to the new
-generation. Unchanged documents (same content hash) are skipped without embedding; a changed
+The job runs as a pipeline: a reader thread reads, cleans and splits articles into a bounded queue,
+the calling thread embeds passages in length-sorted chunks, and a writer thread adds each embedded
+chunk to the new generation (SQLite, FAISS, labels, stories) while the next one is embedded. Unchanged documents (same content hash) are skipped without embedding; a changed
 document's old passages are replaced. The new generation becomes visible only when
 ``manifest.json`` is atomically replaced, after every file of it has been written and synced, so a
 crash at any point leaves the previous generation loadable; re-running reuses the embedding cache.
@@ -34,8 +34,9 @@ from toolkit.store import Store
 
 log = logging.getLogger(__name__)
 
-CHUNK_PASSAGES = 512
-QUEUE_DOCUMENTS = 256
+CHUNK_PASSAGES = 2048  # passages embedded, then written, together
+QUEUE_DOCUMENTS = 256  # documents the reader may run ahead of embedding
+QUEUE_CHUNKS = 2  # embedded chunks the writer may lag behind
 PASSAGE_TOKENS = 128
 STORY_THRESHOLD = 0.65  # each article's passages' best-match cosine in the other, averaged; the lower direction
 STORY_NEIGHBOURS = 16
@@ -111,13 +112,14 @@ def build_index(
     folder: str | Path,
     *,
     model: str | None = None,
-    backend: str = "torch",
+    backend: str | None = None,
     rebuild: bool = False,
     skip_bad: bool = False,
     progress: bool = False,
     bundle: str | Path | None = "default",
     embedder=None,
     documents: Iterable | None = None,
+    index_type: str = "auto",
 ) -> BuildReport:
     """Index the articles under ``paths`` into ``folder`` (created if missing).
 
@@ -129,16 +131,23 @@ def build_index(
         Index directory.
     model : str or None
         Embedding model; ``None`` keeps the index's model, or the bundled default for a new index.
+    backend : {"torch", "onnx", "openvino", "auto"} or None
+        Inference backend; ``None`` keeps the backend the index records, or torch for a new index.
+        The backend used is recorded in the manifest (``auto`` as the backend it chose).
     rebuild : bool
         Start from an empty index instead of updating the current one.
     documents : iterable of Document, optional
         Already-read documents (e.g. a benchmark corpus) indexed in addition to ``paths``.
+    index_type : {"auto", "flat", "hnsw", "ivf"}
+        Vector index structure; ``auto`` chooses by size (:func:`toolkit.vectors.choose_index_type`).
     bundle : path-like, "default" or None
         Classifier bundle that labels new passages; ``"default"`` uses ``models/default`` when it
         exists and fits the embedding model, ``None`` skips labelling.
     """
     from toolkit.embed import Embedder, resolve_model
+    from toolkit.vectors import index_spec
 
+    index_spec(index_type, 0)  # refuse an unknown type before any work
     started = time.perf_counter()
     folder = Path(folder)
     paths = [Path(p) for p in paths]
@@ -153,15 +162,16 @@ def build_index(
             raise ModelError(f"{folder} was built with {old['model']['id']!r}, not {resolve_model(model)[0]!r}",
                              hint="pass --rebuild to re-index everything with the new model")
         if embedder is None:
+            recorded = old["model"].get("backend", "torch") if old else "torch"
             embedder = Embedder(old["model"]["id"] if old and model is None else model,
-                                backend=old["model"].get("backend", backend) if old else backend)
+                                backend=backend or recorded)
         # A rebuild too writes a new generation beside the current one: until the manifest switches,
         # readers (and a crash) still have the complete current index.
         keep = {current["generation"]} if current else set()
         _cleanup(folder, keep | {g - 1 for g in keep})  # the previous one may still have readers
         generation = _next_generation(folder, current)
         files = _generation_files(generation)
-        writer = _GenerationWriter(folder, files, old, embedder)
+        writer = _GenerationWriter(folder, files, old, embedder, index_type=index_type)
         try:
             labeller = _labeller(bundle, embedder)
             writer.ingest(paths, report, skip_bad=skip_bad, progress=progress, labeller=labeller,
@@ -205,7 +215,9 @@ def relabel_index(folder: str | Path, bundle) -> int:
         bundle.check_embedder(embedder)
         generation = old["generation"] + 1
         files = _generation_files(generation)
-        writer = _GenerationWriter(folder, files, old, embedder)
+        # Relabelling changes no vector: keep the structure (indexes without the field are flat).
+        writer = _GenerationWriter(folder, files, old, embedder,
+                                   index_type=old.get("vector_index", {}).get("type", "flat"))
         try:
             writer.store.delete_labels()
             rows_texts = writer.store.texts()
@@ -265,17 +277,19 @@ def _copy_store(source_path: Path, target_path: Path) -> None:
 class _GenerationWriter:
     """Copies the current generation, applies changes, and writes the new generation's files."""
 
-    def __init__(self, folder: Path, files: dict[str, str], old: dict | None, embedder) -> None:
+    def __init__(self, folder: Path, files: dict[str, str], old: dict | None, embedder, *,
+                 index_type: str = "auto") -> None:
         from toolkit.vectors import VectorIndex, choose_factory
 
         self.folder, self.files, self.old, self.embedder = folder, files, old, embedder
+        self.index_type = index_type
         store_path = folder / files["store"]
         _remove(store_path)
         try:
             if old is not None:
                 _copy_store(folder / old["files"]["store"], store_path)
                 self.vectors = VectorIndex.load(folder / old["files"]["vectors"], old["model"]["dim"],
-                                                old["faiss"]["factory"])
+                                                old["faiss"]["factory"], old.get("vector_index", {}).get("params"))
             else:
                 self.vectors = VectorIndex(embedder.dim, choose_factory(0, embedder.dim))
         except BaseException:
@@ -305,14 +319,21 @@ class _GenerationWriter:
 
     def ingest(self, paths, report: BuildReport, *, skip_bad: bool, progress: bool, labeller,
                documents: Iterable | None = None) -> None:
+        """Read → embed → write as three overlapping stages, CHUNK_PASSAGES passages at a time.
+
+        The reader thread runs ahead by at most QUEUE_DOCUMENTS documents, the writer thread behind
+        by at most QUEUE_CHUNKS embedded chunks, so memory does not grow with the corpus (beyond
+        the FAISS vectors themselves) and the calling thread only embeds.
+        """
         read_report = ReadReport()
         known = self.store.document_hashes()
         items: queue.Queue = queue.Queue(maxsize=QUEUE_DOCUMENTS)
         producer = threading.Thread(target=self._produce, args=(paths, items, read_report, skip_bad, known, documents),
-                                    daemon=True)
+                                    daemon=True, name="toolkit-reader")
         producer.start()
-        pending: list[tuple[object, list]] = []
-        bar = _progress(progress)
+        writer = _ChunkWriter(self, report, labeller, _progress(progress))
+        pending: list[tuple[object, list, bool]] = []
+        size = 0
         try:
             while True:
                 kind, document, passages = items.get()
@@ -324,37 +345,43 @@ class _GenerationWriter:
                 if kind == "unchanged":
                     report.documents_unchanged += 1
                     continue
-                if document.doc_id in known:
+                replaces = document.doc_id in known
+                if replaces:
                     report.documents_updated += 1
-                    removed = self.store.delete_document(document.doc_id)
-                    self.vectors.remove(removed)
-                    report.passages_removed += len(removed)
                 else:
                     report.documents_added += 1
                 known[document.doc_id] = document.content_hash
-                pending.append((document, passages))
-                if sum(len(p) for _, p in pending) >= CHUNK_PASSAGES:
-                    self._flush(pending, report, labeller, bar)
-                    pending = []
-            self._flush(pending, report, labeller, bar)
+                pending.append((document, passages, replaces))
+                size += len(passages)
+                if size >= CHUNK_PASSAGES:
+                    writer.put(pending, self._embed(pending, report))
+                    pending, size = [], 0
+            if pending:
+                writer.put(pending, self._embed(pending, report))
+            writer.close()
         finally:
-            if bar is not None:
-                bar.close()
+            writer.stop()  # after an error: let the writer finish its chunk, so the store can be closed
             producer.join(timeout=1)
         report.skipped.extend(read_report.skipped)
         report.warnings.extend(read_report.warnings)
 
-    def _flush(self, pending, report: BuildReport, labeller, bar) -> None:
-        texts = [p.text for _, passages in pending for p in passages]
-        if not texts and not pending:
-            return
+    def _embed(self, pending, report: BuildReport) -> np.ndarray:
+        texts = [p.text for _, passages, _ in pending for p in passages]
         before, seconds = self.embedder.embedded, self.embedder.encode_seconds
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, self.embedder.dim), np.float32)
         report.passages_embedded += self.embedder.embedded - before
         report.embed_seconds += self.embedder.encode_seconds - seconds
+        return vectors
+
+    def _write(self, pending, vectors: np.ndarray, report: BuildReport, labeller, bar) -> None:
+        """Replace/add the chunk's documents in the store and FAISS, label them, group stories, commit."""
         offset = 0
         added = []
-        for document, passages in pending:
+        for document, passages, replaces in pending:
+            if replaces:
+                removed = self.store.delete_document(document.doc_id)
+                self.vectors.remove(removed)
+                report.passages_removed += len(removed)
             rows = self.store.add_document(document, passages, self.next_row)
             self.next_row += len(rows)
             block = vectors[offset : offset + len(rows)]
@@ -369,7 +396,7 @@ class _GenerationWriter:
         self._assign_stories(added)
         self.store.commit()
         if bar is not None:
-            bar.update(len(texts))
+            bar.update(offset)
 
     def _assign_stories(self, added: list[tuple[str, list[int], np.ndarray]]) -> None:
         """Put each new document in the story of its closest earlier article, or a new story.
@@ -413,6 +440,7 @@ class _GenerationWriter:
         rows_texts = self.store.texts()
         lexical = LexicalIndex.build([r for r, _ in rows_texts], [t for _, t in rows_texts])
         lexical.save(self.folder / self.files["lexical"])
+        self.vectors = self.vectors.rebuilt(self.index_type)  # flat, or an ANN structure by size
         self.vectors.save(self.folder / self.files["vectors"])
         self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.store.close()
@@ -436,6 +464,7 @@ class _GenerationWriter:
             "model": {"id": self.embedder.model_id, "dim": int(self.embedder.dim), "normalized": True,
                       "backend": self.embedder.backend, "max_tokens": self.max_tokens},
             "faiss": {"factory": self.vectors.factory, "metric": "inner_product"},
+            "vector_index": self.vectors.spec,
             "search": (self.old or {}).get("search", DEFAULT_FUSION),
             "files": self.files,
             "counts": counts,
@@ -449,6 +478,74 @@ class _GenerationWriter:
             pass
         for name in self.files.values():
             _remove(self.folder / name)
+
+
+class _ChunkWriter:
+    """A thread writing embedded chunks to a :class:`_GenerationWriter` in order, behind embedding.
+
+    Errors raised while writing come back to the embedding thread at its next :meth:`put` or at
+    :meth:`close`; :meth:`stop` (always called) waits until no chunk is being written.
+    """
+
+    def __init__(self, generation: "_GenerationWriter", report: BuildReport, labeller, bar) -> None:
+        self.generation, self.report, self.labeller, self.bar = generation, report, labeller, bar
+        self.chunks: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="toolkit-writer")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self.chunks.get()
+            if chunk is None:
+                return
+            if self.error is None:
+                try:
+                    self.generation._write(*chunk, self.report, self.labeller, self.bar)
+                except BaseException as exc:  # noqa: BLE001 - handed to the embedding thread
+                    self.error = exc
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def put(self, pending, vectors: np.ndarray) -> None:
+        self._check()
+        while True:
+            try:
+                self.chunks.put((pending, vectors), timeout=0.5)
+                return
+            except queue.Full:
+                self._check()
+                if not self.thread.is_alive():
+                    raise RuntimeError("the index writer thread stopped")
+
+    def close(self) -> None:
+        """Wait until every chunk is written; raise the writer's error if there was one."""
+        self.chunks.put(None)
+        self.thread.join()
+        self._check()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.error = self.error or _Stopped()  # skip chunks still queued
+            while True:  # make room for the end marker, dropping unwritten chunks
+                try:
+                    self.chunks.put_nowait(None)
+                    break
+                except queue.Full:
+                    try:
+                        self.chunks.get_nowait()
+                    except queue.Empty:
+                        pass
+            self.thread.join()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _Stopped(Exception):
+    """Set as the writer's error when the embedding thread gave up; never raised to the user."""
 
 
 def _progress(enabled: bool):

@@ -59,7 +59,7 @@ class LexicalIndex:
     def __init__(self, retriever=None, rows: Sequence[int] = ()) -> None:
         self.retriever = retriever
         self.rows = np.asarray(rows, dtype=np.int64)
-        self._position = {int(r): i for i, r in enumerate(self.rows)}
+        self._order = None  # positions sorted by row, made on the first filtered search
 
     @classmethod
     def build(cls, rows: Sequence[int], texts: Sequence[str], *, k1: float = 1.2, b: float = 0.75) -> "LexicalIndex":
@@ -91,10 +91,7 @@ class LexicalIndex:
         if not len(scores):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
         if allowed is not None:
-            mask = np.zeros(len(scores), dtype=bool)
-            positions = [self._position[int(r)] for r in allowed if int(r) in self._position]
-            mask[positions] = True
-            scores = np.where(mask, scores, 0.0)
+            scores = np.where(self._mask(allowed), scores, 0.0)
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
@@ -102,6 +99,17 @@ class LexicalIndex:
         top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         top = top[np.argsort(-scores[top], kind="stable")]
         return scores[top], self.rows[top]
+
+    def _mask(self, allowed: Sequence[int]) -> np.ndarray:
+        """Boolean mask over positions of the ``allowed`` rows (vectorised: filters may allow 1M rows)."""
+        if self._order is None:
+            self._order = np.argsort(self.rows, kind="stable")
+        allowed = np.asarray(allowed, dtype=np.int64)
+        ordered = self.rows[self._order]
+        found = np.searchsorted(ordered, allowed).clip(0, max(0, len(ordered) - 1))
+        mask = np.zeros(len(self.rows), dtype=bool)
+        mask[self._order[found[ordered[found] == allowed]]] = True
+        return mask
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

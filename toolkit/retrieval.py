@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -212,7 +213,7 @@ def read_qrels(folder: str | Path, split: str = "test") -> Qrels:
 
 
 # -- indexing ------------------------------------------------------------------------------------
-def corpus_fingerprint(folder: str | Path, model: str | None = None) -> dict:
+def corpus_fingerprint(folder: str | Path, model: str | None = None, backend: str | None = None) -> dict:
     """What identifies an index of this corpus: the corpus file, its size and mtime, and the model.
 
     Also recorded: settings baked into an index when it is built (passage size, BM25 parameters,
@@ -229,21 +230,23 @@ def corpus_fingerprint(folder: str | Path, model: str | None = None) -> dict:
             if p.kind is inspect.Parameter.KEYWORD_ONLY}
     return {"corpus": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "model": resolve_model(model)[0], "format": FORMAT_VERSION, "passage_tokens": PASSAGE_TOKENS,
-            "bm25": bm25, "fusion": dict(DEFAULT_FUSION)}
+            "bm25": bm25, "fusion": dict(DEFAULT_FUSION),
+            # Each backend gets its own index (torch's key is unchanged, so existing caches stay valid).
+            **({"backend": backend} if backend not in (None, "torch") else {})}
 
 
-def default_index_dir(folder: str | Path, model: str | None = None) -> Path:
+def default_index_dir(folder: str | Path, model: str | None = None, backend: str | None = None) -> Path:
     """Cache folder for the index of a benchmark: ``<cache>/beir/<name>-<fingerprint hash>``."""
     from toolkit.embed import cache_dir
 
-    fingerprint = corpus_fingerprint(folder, model)
+    fingerprint = corpus_fingerprint(folder, model, backend)
     digest = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
     name = Path(folder).resolve().name or "beir"
     return cache_dir() / "beir" / f"{name}-{digest}"
 
 
 def prepare_index(folder: str | Path, index_dir: str | Path, *, model: str | None = None, embedder=None,
-                  progress: bool = False) -> Path:
+                  progress: bool = False, backend: str | None = None) -> Path:
     """Index ``folder/corpus.jsonl`` into ``index_dir`` unless an index of the same corpus is there.
 
     ``index_dir`` must be new, empty, or an index this function built (it leaves a ``beir.json``
@@ -253,7 +256,7 @@ def prepare_index(folder: str | Path, index_dir: str | Path, *, model: str | Non
     from toolkit.indexing import build_index
 
     index_dir = Path(index_dir)
-    fingerprint = corpus_fingerprint(folder, model)
+    fingerprint = corpus_fingerprint(folder, model, backend)
     marker = index_dir / FINGERPRINT
     has_index = (index_dir / "manifest.json").exists()
     if has_index:
@@ -273,8 +276,8 @@ def prepare_index(folder: str | Path, index_dir: str | Path, *, model: str | Non
         raise UsageError(f"{index_dir}: not empty and not an index", hint="pass a new or empty folder to --index")
     started = time.perf_counter()
     log.info("indexing %s into %s (once; later runs reuse it)", fingerprint["corpus"], index_dir)
-    report = build_index([], index_dir, model=model, rebuild=has_index, documents=read_corpus(folder), bundle=None,
-                         embedder=embedder, progress=progress)
+    report = build_index([], index_dir, model=model, backend=backend, rebuild=has_index, documents=read_corpus(folder),
+                         bundle=None, embedder=embedder, progress=progress)
     write_json_atomic(marker, fingerprint)
     log.info("indexed %d documents, %d passages in %.1f s", report.documents_total, report.passages_total,
              time.perf_counter() - started)
@@ -290,12 +293,9 @@ def single_query_threads() -> Iterator[None]:
     torch's default 2 intra-op threads spin at each barrier and a query took 0.5-0.7 s instead of
     ~0.04 s on one thread (measured on SciFact, see docs/benchmarks.md).
     """
-    modules = []
-    for name in ("torch", "faiss"):
-        try:
-            modules.append(__import__(name))
-        except ImportError:  # pragma: no cover - both are declared dependencies
-            pass
+    # Only libraries already loaded: importing torch just to set its threads would cost a query
+    # on the onnx/openvino backends about a second.
+    modules = [sys.modules[name] for name in ("torch", "faiss") if name in sys.modules]
     # Read every count before setting any: both may share one OpenMP runtime.
     restore = [(m.set_num_threads, m.get_num_threads()) if m.__name__ == "torch"
                else (m.omp_set_num_threads, m.omp_get_max_threads()) for m in modules]
@@ -327,7 +327,8 @@ def rank_documents(index, query: str, *, mode: str = "hybrid", depth: int = DOC_
 
 
 def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid", index: str | Path | None = None,
-                    model: str | None = None, *, embedder=None, progress: bool = False) -> dict:
+                    model: str | None = None, *, embedder=None, progress: bool = False,
+                    backend: str | None = None) -> dict:
     """Search quality of ``mode`` on the BEIR benchmark in ``folder``, over the queries of ``split``.
 
     Parameters
@@ -341,6 +342,9 @@ def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid
         Index directory; built there if new. ``None`` uses a cache folder (:func:`default_index_dir`).
     model : str or None
         Embedding model; ``None`` is the bundled all-MiniLM-L6-v2.
+    backend : {"torch", "onnx", "openvino", "auto"} or None
+        Inference backend for the corpus and the queries (``None``: torch); each backend is indexed
+        into its own cache folder, so scores of two backends compare their embeddings.
 
     Returns
     -------
@@ -361,9 +365,14 @@ def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid
     if missing:
         raise InputError(f"{folder / 'qrels' / f'{split}.tsv'}: {len(missing)} judged queries are not in "
                          f"queries.jsonl (first: {missing[0]!r})", hint="the qrels and queries files do not match")
-    index_dir = Path(index) if index is not None else default_index_dir(folder, model)
-    prepare_index(folder, index_dir, model=model, embedder=embedder, progress=progress)
-    opened = Index.open(index_dir, model=model, embedder=embedder)
+    if backend == "auto" and embedder is None:
+        from toolkit.embed import Embedder
+
+        embedder = Embedder(model, backend="auto")
+        backend = embedder.backend  # the probe's choice names the cache folder
+    index_dir = Path(index) if index is not None else default_index_dir(folder, model, backend)
+    prepare_index(folder, index_dir, model=model, embedder=embedder, progress=progress, backend=backend)
+    opened = Index.open(index_dir, model=model, embedder=embedder, backend=backend)
     started = time.perf_counter()
     run: dict[str, list[str]] = {}
     try:
@@ -376,4 +385,5 @@ def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid
     finally:
         opened.close()
     log.info("searched %d queries (%s) in %.1f s", len(run), mode, time.perf_counter() - started)
-    return {**score_run(run, qrels), "queries": len(qrels), "mode": mode}
+    used = backend or opened.manifest["model"].get("backend", "torch")
+    return {**score_run(run, qrels), "queries": len(qrels), "mode": mode, "backend": used}

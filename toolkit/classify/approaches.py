@@ -122,19 +122,18 @@ class OneVsRest(BaseEstimator, ClassifierMixin):
         Binary classifier with ``predict_proba``, cloned per label.
     """
 
-    def __init__(self, estimator=None):
+    def __init__(self, estimator=None, n_jobs=None):
         self.estimator = estimator
+        self.n_jobs = n_jobs
 
     def fit(self, X, y):
+        from joblib import Parallel, delayed
+
         y = np.asarray(y)
         self.classes_ = np.arange(y.shape[1])
-        self.estimators_ = []
-        for j in range(y.shape[1]):
-            column = y[:, j]
-            if column.min() == column.max():
-                self.estimators_.append(float(column[0]))
-            else:
-                self.estimators_.append(clone(self.estimator).fit(X, column))
+        fitted = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(_fit_column)(self.estimator, X, y[:, j]) for j in range(y.shape[1]))
+        self.estimators_ = list(fitted)
         return self
 
     def predict_proba(self, X):
@@ -146,6 +145,13 @@ class OneVsRest(BaseEstimator, ClassifierMixin):
 
     def predict(self, X):
         return (self.predict_proba(X) >= 0.5).astype(int)
+
+
+def _fit_column(estimator, X, column):
+    """A fitted clone of ``estimator`` for one label column, or the column's constant value."""
+    if column.min() == column.max():
+        return float(column[0])
+    return clone(estimator).fit(X, column)
 
 
 @dataclass(frozen=True)
@@ -217,5 +223,10 @@ def make_estimator(approach: Approach, kind: str, seed: int) -> BaseEstimator:
     if approach.handles_multi:
         return base.set_params(multi=kind == "multi")
     if kind == "multi" and approach.trains:
+        if isinstance(base, Pipeline):
+            # Features (TF-IDF vocabularies, embedding columns) are fitted once and shared by the
+            # per-label heads; wrapping the whole pipeline would refit them for every label.
+            *features, (head_name, head) = base.steps
+            return Pipeline([*features, (head_name, OneVsRest(head))])
         return OneVsRest(base)
     return clone(base)

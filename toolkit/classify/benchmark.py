@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from joblib import Parallel, delayed
 
 from toolkit.classify.approaches import get_approach
 from toolkit.classify.model import TaskModel, decide, tune_thresholds
@@ -94,12 +95,15 @@ def run_benchmark(
     tasks: Sequence[str] | None = None,
     splits: Sequence[str] | None = None,
     seed: int = 0,
+    jobs: int = -1,
     progress=None,
 ) -> BenchmarkResult:
     """Cross-validate every (model, approach) pair on the labelled data.
 
     With several ``models``, result keys are ``"<approach>@<model>"`` for the non-default models.
-    ``progress`` is called with a message after each fold.
+    ``jobs`` is the number of worker processes for the folds of scikit-learn approaches (-1: one per
+    core); fit times are then measured inside workers that share the machine. ``progress`` is called
+    with a message after each fold.
     """
     from toolkit.embed import Embedder
 
@@ -132,9 +136,15 @@ def run_benchmark(
                     scores = task_scores.setdefault(approach.name + suffix, {
                         "macro": [], "micro": [], "fit_seconds": [], "predict_seconds": [], "predicted": [],
                         "folds": []})
-                    for fold_no, (train_idx, test_idx) in enumerate(split):
-                        macro, micro, fit_s, pred_s = _score_fold(approach, task, X, gold, classes, train_idx,
-                                                                  test_idx, seed, definitions, groups)
+                    # scikit-learn fits are single-threaded: folds run in parallel worker processes.
+                    # An approach that fine-tunes the encoder uses every core through torch already.
+                    workers = 1 if approach.handles_multi or jobs == 1 else jobs
+                    fold_scores = Parallel(n_jobs=workers)(
+                        delayed(_score_fold)(approach, task, X, gold, classes, train_idx, test_idx, seed,
+                                             definitions, groups)
+                        for train_idx, test_idx in split)
+                    for fold_no, ((train_idx, test_idx), (macro, micro, fit_s, pred_s)) in enumerate(
+                            zip(split, fold_scores)):
                         scores["macro"].append(macro)
                         scores["micro"].append(micro)
                         scores["fit_seconds"].append(fit_s)

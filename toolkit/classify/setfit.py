@@ -69,7 +69,7 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
     random_state : int
     """
 
-    def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=1600, max_tokens=96, epochs=1,
+    def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=640, max_tokens=64, epochs=1,
                  batch_size=16, learning_rate=3e-5, C=4.0, random_state=0):
         self.model = model
         self.multi = multi

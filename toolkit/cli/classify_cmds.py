@@ -199,6 +199,8 @@ def benchmark_cmd(
     repeats: int = typer.Option(2, "--repeats", help="Repeats with different fold shuffles."),
     task: List[str] = typer.Option([], "--task", "-t", help="Only this task (repeatable)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the first repeat."),
+    jobs: int = typer.Option(-1, "--jobs", "-j", help="Worker processes for the folds of scikit-learn "
+                             "approaches (-1: one per core; 1: none)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write benchmark.md, benchmark.json and "
                                        "benchmark.png here."),
     as_json: bool = JsonOpt,
@@ -217,7 +219,7 @@ def benchmark_cmd(
     model_list = [None if m.strip() in ("", "default") else m.strip() for m in models.split(",")] if models else [None]
     result = run_benchmark(data, approaches=[c.strip() for c in classifiers.split(",") if c.strip()],
                            models=model_list, folds=folds, repeats=repeats, tasks=task or None, seed=seed,
-                           progress=None if quiet else (lambda message: err(message)))
+                           jobs=jobs, progress=None if quiet else (lambda message: err(message)))
     summary = result.summary()
     command = "toolkit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "toolkit benchmark"
     report = markdown(summary, result.n, command)

@@ -22,6 +22,8 @@ def evaluate_search_cmd(
                                          "(default: a cache folder per corpus and settings, reused by later runs)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model name or path "
                                         "(default: the bundled all-MiniLM-L6-v2)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Inference backend: torch, onnx, openvino or "
+                                          "auto [default: torch]; each backend gets its own cached index."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr; no progress bar."),
 ) -> None:
@@ -34,11 +36,11 @@ def evaluate_search_cmd(
     setup_logging(quiet)
     from toolkit.retrieval import evaluate_search
 
-    result = evaluate_search(folder, split=split, mode=mode, index=index, model=model,
+    result = evaluate_search(folder, split=split, mode=mode, index=index, model=model, backend=backend,
                              progress=not quiet and sys.stderr.isatty())
     if as_json:
         emit_json({**{name: round(result[name], 4) for name in METRICS}, "queries": result["queries"],
-                   "mode": result["mode"]})
+                   "mode": result["mode"], "backend": result.get("backend", "torch")})
         return
     typer.echo(f"{folder.name} ({split}, {result['queries']} queries), {result['mode']} search")
     for name in METRICS:

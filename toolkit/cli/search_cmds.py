@@ -23,12 +23,15 @@ def index_cmd(
     index: Path = IndexOpt,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model name or path "
                                         "[default: the index's model, or bundled all-MiniLM-L6-v2]."),
-    backend: str = typer.Option("torch", "--backend", help="Inference backend: torch, onnx, openvino."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Inference backend: torch, onnx, openvino or "
+                                          "auto (fastest that matches torch) [default: the index's, or torch]."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Start the index over instead of updating it."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip broken JSONL/CSV rows instead of stopping."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Classifier bundle that labels passages "
                                           "[default: models/default]."),
     no_labels: bool = typer.Option(False, "--no-labels", help="Do not label passages."),
+    index_type: str = typer.Option("auto", "--index-type", help="Vector index: auto (exact up to 50,000 "
+                                   "passages, HNSW above), flat, hnsw or ivf."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -43,7 +46,7 @@ def index_cmd(
 
     report = build_index(paths, index, model=model, backend=backend, rebuild=rebuild, skip_bad=skip_bad,
                          progress=not quiet and sys.stderr.isatty(),
-                         bundle=None if no_labels else (bundle or "default"))
+                         bundle=None if no_labels else (bundle or "default"), index_type=index_type)
     for message in report.warnings + report.skipped:
         err(f"warning: {message}")
     if as_json:
@@ -116,6 +119,8 @@ def query_cmd(
     before: Optional[str] = typer.Option(None, "--before", help="Only articles published on/before YYYY-MM-DD."),
     no_dedupe: bool = typer.Option(False, "--no-dedupe", help="Show every copy of a story reposted by several sites."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Must be the index's model if given."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Inference backend for the query: torch, onnx, "
+                                          "openvino or auto [default: the one the index was built with]."),
     batch: bool = typer.Option(False, "--batch", help="Read queries from stdin, one per line."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
@@ -136,7 +141,7 @@ def query_cmd(
         raise UsageError("give either a query or --batch, not both")
     filters = Filters(labels=_parse_labels(label), sources=tuple(source), after=_parse_date(after, "--after"),
                       before=_parse_date(before, "--before"))
-    opened = Index.open(index, model=model)
+    opened = Index.open(index, model=model, backend=backend)
     queries = (line.strip() for line in sys.stdin) if batch else iter([text])
     for query in queries:
         if not query:
@@ -167,7 +172,7 @@ def info_cmd(index: Path = IndexOpt, as_json: bool = JsonOpt) -> None:
         f"{manifest['toolkit_version']})\n"
         f"model {manifest['model']['id']} (dim {manifest['model']['dim']}, {manifest['model']['backend']})\n"
         f"{manifest['counts']['documents']} documents, {manifest['counts']['passages']} passages, "
-        f"FAISS {manifest['faiss']['factory']}\n"
+        f"FAISS {manifest['faiss']['factory']} ({manifest.get('vector_index', {}).get('type', 'flat')})\n"
         f"labels: {', '.join(labels.get('tasks', {})) or 'none'}{' from ' + labels['bundle'] if labels else ''}\n"
         f"updated {manifest['updated']}"
     )
