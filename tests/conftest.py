@@ -14,6 +14,9 @@ LABELS = ROOT / "data" / "labels"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# New indexes default to the auto backend; tests pin torch so index vectors compare exactly with the
+# session embedder (tests/test_backends.py covers onnx, openvino and auto).
+os.environ["TOOLKIT_BACKEND"] = "torch"
 
 
 @pytest.fixture(scope="session", autouse=True)

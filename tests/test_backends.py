@@ -100,3 +100,12 @@ def test_unknown_backend_is_a_usage_error():
     with pytest.raises(UsageError, match=r"'backend' parameter must be one of torch, onnx, openvino, auto\. "
                                          r"Got 'cuda' instead"):
         Embedder(backend="cuda").backend
+
+
+def test_new_indexes_default_to_auto_unless_the_environment_says_otherwise(monkeypatch):
+    from toolkit.embed import default_backend
+
+    monkeypatch.delenv("TOOLKIT_BACKEND", raising=False)
+    assert default_backend() == "auto"
+    monkeypatch.setenv("TOOLKIT_BACKEND", "openvino")
+    assert default_backend() == "openvino"

@@ -312,6 +312,15 @@ _MODELS: dict[tuple[str, str], object] = {}
 _LOCK = threading.Lock()
 
 
+def default_backend() -> str:
+    """Backend of new indexes and benchmark runs: ``$TOOLKIT_BACKEND``, else ``auto``.
+
+    ``auto`` probes the installed backends once per model and CPU (cached) and keeps the fastest whose
+    embeddings stay within cosine 0.99 of torch fp32; without onnxruntime or openvino it is torch.
+    """
+    return os.environ.get("TOOLKIT_BACKEND", "").strip() or "auto"
+
+
 def _load_model(load_path: str, model_id: str, backend: str):
     """Load (once per process) a SentenceTransformer for ``backend``; offline for the bundled model."""
     with _LOCK:

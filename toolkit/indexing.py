@@ -144,7 +144,7 @@ def build_index(
         Classifier bundle that labels new passages; ``"default"`` uses ``models/default`` when it
         exists and fits the embedding model, ``None`` skips labelling.
     """
-    from toolkit.embed import Embedder, resolve_model
+    from toolkit.embed import Embedder, default_backend, resolve_model
     from toolkit.vectors import index_spec
 
     index_spec(index_type, 0)  # refuse an unknown type before any work
@@ -162,7 +162,7 @@ def build_index(
             raise ModelError(f"{folder} was built with {old['model']['id']!r}, not {resolve_model(model)[0]!r}",
                              hint="pass --rebuild to re-index everything with the new model")
         if embedder is None:
-            recorded = old["model"].get("backend", "torch") if old else "torch"
+            recorded = old["model"].get("backend", "torch") if old else default_backend()
             embedder = Embedder(old["model"]["id"] if old and model is None else model,
                                 backend=backend or recorded)
         # A rebuild too writes a new generation beside the current one: until the manifest switches,

@@ -343,7 +343,8 @@ def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid
     model : str or None
         Embedding model; ``None`` is the bundled all-MiniLM-L6-v2.
     backend : {"torch", "onnx", "openvino", "auto"} or None
-        Inference backend for the corpus and the queries (``None``: torch); each backend is indexed
+        Inference backend for the corpus and the queries (``None``: ``$TOOLKIT_BACKEND`` or auto, see
+        :func:`toolkit.embed.default_backend`); each backend is indexed
         into its own cache folder, so scores of two backends compare their embeddings.
 
     Returns
@@ -365,6 +366,10 @@ def evaluate_search(folder: str | Path, split: str = "test", mode: str = "hybrid
     if missing:
         raise InputError(f"{folder / 'qrels' / f'{split}.tsv'}: {len(missing)} judged queries are not in "
                          f"queries.jsonl (first: {missing[0]!r})", hint="the qrels and queries files do not match")
+    if backend is None and embedder is None:
+        from toolkit.embed import default_backend
+
+        backend = default_backend()
     if backend == "auto" and embedder is None:
         from toolkit.embed import Embedder
 

@@ -88,6 +88,12 @@ class ZeroShot(BaseEstimator, ClassifierMixin):
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
 
+def _n_rows(X) -> int:
+    """Number of rows of a list, array or sparse matrix (``len`` is refused by sparse ones)."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None else len(X)
+
+
 class ConstantClassifier(BaseEstimator, ClassifierMixin):
     """Predicts the one class seen in training, with probability 1.
 
@@ -101,11 +107,11 @@ class ConstantClassifier(BaseEstimator, ClassifierMixin):
 
     def predict_proba(self, X):
         check_is_fitted(self, "classes_")
-        return np.ones((len(X), len(self.classes_)))
+        return np.ones((_n_rows(X), len(self.classes_)))
 
     def predict(self, X):
         check_is_fitted(self, "classes_")
-        return np.repeat(self.classes_[:1], len(X))
+        return np.repeat(self.classes_[:1], _n_rows(X))
 
 
 class OneVsRest(BaseEstimator, ClassifierMixin):
@@ -139,9 +145,10 @@ class OneVsRest(BaseEstimator, ClassifierMixin):
     def predict_proba(self, X):
         """Array of shape (n_passages, n_labels): the probability of each label."""
         check_is_fitted(self, "estimators_")
-        columns = [np.full(len(X), estimator) if isinstance(estimator, float)
+        n = _n_rows(X)
+        columns = [np.full(n, estimator) if isinstance(estimator, float)
                    else np.asarray(estimator.predict_proba(X))[:, 1] for estimator in self.estimators_]
-        return np.column_stack(columns) if columns else np.zeros((len(X), 0))
+        return np.column_stack(columns) if columns else np.zeros((n, 0))
 
     def predict(self, X):
         return (self.predict_proba(X) >= 0.5).astype(int)
@@ -173,7 +180,7 @@ def _on_embeddings(head: Callable[[int], BaseEstimator]) -> Callable[[int], Base
 APPROACHES: dict[str, Approach] = {
     a.name: a
     for a in [
-        Approach("logreg", "logistic regression on sentence embeddings (default)", _on_embeddings(_logreg)),
+        Approach("logreg", "logistic regression on sentence embeddings", _on_embeddings(_logreg)),
         Approach("svm", "linear SVM on sentence embeddings, sigmoid-calibrated", _on_embeddings(
             lambda seed: CalibratedClassifierCV(LinearSVC(C=0.5, class_weight="balanced", random_state=seed),
                                                 cv=3, method="sigmoid"))),
@@ -185,7 +192,7 @@ APPROACHES: dict[str, Approach] = {
         Approach("tfidf", "TF-IDF word and character n-grams with logistic regression, no embeddings",
                  lambda seed: Pipeline([("texts", TextColumn()), ("tfidf", _tfidf()), ("clf", _logreg(seed, 8.0))]),
                  uses_embeddings=False),
-        Approach("hybrid", "sentence embeddings concatenated with TF-IDF features, logistic regression",
+        Approach("hybrid", "sentence embeddings concatenated with TF-IDF features, logistic regression (default)",
                  lambda seed: Pipeline([
                      ("features", FeatureUnion([
                          ("embeddings", EmbeddingColumn()),

@@ -50,6 +50,25 @@ def pair_targets(y: np.ndarray, multi: bool, n_pairs: int, rng: np.random.Genera
     return left, right, target.astype(np.float32)
 
 
+def _freeze_lower_layers(encoder, trainable_layers: int | None) -> None:
+    """Stop gradients below the top ``trainable_layers`` transformer layers (BERT-like models).
+
+    Models whose layer list cannot be found are trained whole.
+    """
+    if trainable_layers is None:
+        return
+    transformer = getattr(encoder[0], "auto_model", None)
+    layers = getattr(getattr(transformer, "encoder", None), "layer", None)
+    if transformer is None or layers is None:
+        log.info("setfit: layer list not found, fine-tuning every layer")
+        return
+    frozen = [getattr(transformer, "embeddings", None), *list(layers)[: max(len(layers) - trainable_layers, 0)]]
+    for module in frozen:
+        if module is not None:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+
 class SetFitClassifier(BaseEstimator, ClassifierMixin):
     """Contrastive fine-tuning of a sentence-transformers model plus a logistic-regression head.
 
@@ -63,6 +82,9 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         Training pairs drawn per passage and epoch, capped at ``max_pairs`` (SetFit needs few pairs).
     max_tokens : int
         Sequence length during fine-tuning only (shorter is faster); predictions use the full length.
+    trainable_layers : int or None
+        Fine-tune only the top this many transformer layers (and pooling); the token embeddings and
+        lower layers stay frozen, which roughly halves the backward pass. None trains every layer.
     epochs, batch_size, learning_rate : training schedule of the encoder.
     C : float
         Inverse regularisation of the logistic head.
@@ -70,7 +92,7 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
     """
 
     def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=640, max_tokens=64, epochs=1,
-                 batch_size=16, learning_rate=3e-5, C=4.0, random_state=0):
+                 batch_size=16, learning_rate=3e-5, C=4.0, trainable_layers=3, random_state=0):
         self.model = model
         self.multi = multi
         self.pairs_per_example = pairs_per_example
@@ -80,6 +102,7 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.C = C
+        self.trainable_layers = trainable_layers
         self.random_state = random_state
 
     def _encoder(self):
@@ -98,7 +121,8 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         encoder = self._encoder()
         full_length = encoder.max_seq_length
         encoder.max_seq_length = min(full_length, self.max_tokens)
-        optimizer = torch.optim.AdamW(encoder.parameters(), lr=self.learning_rate)
+        _freeze_lower_layers(encoder, self.trainable_layers)
+        optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=self.learning_rate)
         encoder.train()
         n_pairs = min(self.pairs_per_example * len(texts), self.max_pairs)
         for _ in range(self.epochs):

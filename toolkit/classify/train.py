@@ -124,7 +124,7 @@ def train(
     out: str | Path,
     *,
     tasks: Sequence[str] | None = None,
-    classifier: str = "logreg",
+    classifier: str = "hybrid",
     model: str | None = None,
     splits: Sequence[str] | None = DEFAULT_SPLITS,
     folds: int = 5,

@@ -45,8 +45,8 @@ def train_cmd(
     data: List[Path] = typer.Argument(..., help="Labelled JSONL/CSV files or folders (schema files beside them)."),
     out: Path = typer.Option(Path("models/default"), "--out", "-o", help="Bundle directory to write."),
     task: List[str] = typer.Option([], "--task", "-t", help="Train only this task (repeatable)."),
-    classifier: str = typer.Option("logreg", "--classifier", "-c", help="Approach: logreg, svm, knn, mlp, "
-                                   "tfidf, hybrid, zeroshot, setfit."),
+    classifier: str = typer.Option("hybrid", "--classifier", "-c", help="Approach: hybrid (embeddings + "
+                                   "TF-IDF), logreg, svm, knn, mlp, tfidf, zeroshot, setfit."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model [default: bundled MiniLM]."),
     split: List[str] = typer.Option(["train", "dev"], "--split", help="Use rows of these splits (repeatable); "
                                     "rows without a split are always used."),

@@ -23,7 +23,7 @@ def evaluate_search_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model name or path "
                                         "(default: the bundled all-MiniLM-L6-v2)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Inference backend: torch, onnx, openvino or "
-                                          "auto [default: torch]; each backend gets its own cached index."),
+                                          "auto [default: $TOOLKIT_BACKEND, else auto]; each backend gets its own cached index."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr; no progress bar."),
 ) -> None:

@@ -24,7 +24,7 @@ def index_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Embedding model name or path "
                                         "[default: the index's model, or bundled all-MiniLM-L6-v2]."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Inference backend: torch, onnx, openvino or "
-                                          "auto (fastest that matches torch) [default: the index's, or torch]."),
+                                          "auto (fastest that matches torch) [default: the index's; for a new index $TOOLKIT_BACKEND, else auto]."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Start the index over instead of updating it."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip broken JSONL/CSV rows instead of stopping."),
     bundle: Optional[Path] = typer.Option(None, "--bundle", help="Classifier bundle that labels passages "
