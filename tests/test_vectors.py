@@ -108,7 +108,12 @@ def test_removing_from_an_ann_index_converts_it_to_flat_and_rebuilt_restores_it(
 
 def test_auto_chooses_by_size_and_unknown_types_are_refused():
     assert choose_index_type(1000) == "flat"
-    assert choose_index_type(vectors_module.EXACT_LIMIT + 1) == "hnsw"
+    assert choose_index_type(vectors_module.EXACT_LIMIT + 1) == "ivf"
+    # IVF probes enough lists to scan about IVF_SCAN vectors, however large the collection
+    for n in (100_000, 1_000_000):
+        _, params = index_spec("auto", n)
+        scanned = params["nprobe"] * n / params["nlist"]
+        assert vectors_module.IVF_SCAN <= scanned < 1.1 * vectors_module.IVF_SCAN
     assert index_spec("auto", 10)[0] == "IDMap2,Flat"
     factory, params = index_spec("hnsw", 10)
     assert factory.startswith("IDMap2,HNSW") and params["efSearch"] >= 100

@@ -2,12 +2,13 @@
 
 Vectors are L2-normalised float32 and searched by inner product. The structure depends on the size
 of the collection (:func:`choose_index_type`, measured in ``docs/performance.md``): an exact
-``IndexIDMap2`` around a flat index up to :data:`EXACT_LIMIT` passages, an HNSW graph over the same
-float32 vectors above it; ``ivf`` (k-means inverted lists) is offered too. With short real queries
-HNSW reached recall@10 0.99 at 2 ms where IVF needed the same time for 0.98 at 100k, and its cost
-grows with log(n) where IVF's grows with n (docs/performance.md). New vectors are added in place;
-removing vectors converts the index to flat (HNSW cannot remove, and IDMap2 renumbering breaks IVF
-ids), and :meth:`VectorIndex.rebuilt` restores the chosen structure when a generation is finished.
+``IndexIDMap2`` around a flat index up to :data:`EXACT_LIMIT` passages, inverted lists (IVF,
+k-means over the same float32 vectors) above it; ``hnsw`` is offered too. At 1M passages IVF with
+4096 lists reached recall@10 0.99 at 2.6 ms and built in 37 s, where HNSW32 (efSearch 512) fell to
+0.87, and needed efConstruction 80, a 150 s build and efSearch 1024 (3 ms) for 0.97. New vectors
+are added in place; removing vectors converts the index to flat (HNSW cannot remove, and IDMap2
+renumbering breaks IVF ids), and :meth:`VectorIndex.rebuilt` restores the chosen structure when a
+generation is finished.
 
 Filtered search scores small allowed sets exactly (the vectors are read back from the index) and
 passes an ID selector to FAISS otherwise, with a search widened by the filter's selectivity; an
@@ -29,13 +30,16 @@ from toolkit.errors import IndexError_, UsageError
 log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
-EXACT_LIMIT = 50_000  # passages; flat search p50 ~6 ms here (1 thread), HNSW ~2 ms above it
+EXACT_LIMIT = 50_000  # passages; flat search p50 ~6 ms here (1 thread), IVF ~2-3 ms above it
 SMALL_SUBSET = 10_000  # a filter allowing this many rows or fewer is scored exactly: 8 ms at 10k,
 # like HNSW with a selector (which took 8.5 ms at 2-20% of 100k rows; docs/performance.md)
 HNSW_M = 32  # graph neighbours per node
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 512  # recall@10 0.99 vs exact at 100k, short real queries, ~2 ms (docs/performance.md)
-IVF_NPROBE = 128  # recall@10 0.98 vs exact at 100k (1024 lists), short real queries, ~2 ms
+IVF_NPROBE = 128  # for an IVF index whose manifest has no nprobe
+IVF_SCAN = 16_000  # vectors scanned per query by default: nprobe = IVF_SCAN / mean list size, which
+# gave recall@10 0.98 at 100k (1024 lists, nprobe 128, short real queries, ~2 ms) and 0.99 at 1M
+# (4096 lists, nprobe 64, 2.6 ms) against exact search (docs/performance.md)
 IVF_TRAIN_PER_LIST = 64  # k-means sample: 64 vectors per list (FAISS warns below 39)
 MAX_EF_SEARCH = 2048
 
@@ -47,8 +51,8 @@ def _faiss():
 
 
 def choose_index_type(n: int) -> str:
-    """``"flat"`` (exact) up to :data:`EXACT_LIMIT` vectors, ``"hnsw"`` above."""
-    return "flat" if n <= EXACT_LIMIT else "hnsw"
+    """``"flat"`` (exact) up to :data:`EXACT_LIMIT` vectors, ``"ivf"`` above."""
+    return "flat" if n <= EXACT_LIMIT else "ivf"
 
 
 def index_spec(index_type: str, n: int) -> tuple[str, dict]:
@@ -65,7 +69,8 @@ def index_spec(index_type: str, n: int) -> tuple[str, dict]:
         # about 4 sqrt(n) lists, a power of two, so it changes (and the index is retrained) only when n
         # quadruples; at least 39 training vectors per list
         nlist = max(1, min(2 ** round(math.log2(max(1.0, 4 * math.sqrt(n)))), n // 39 or 1))
-        return f"IDMap2,IVF{nlist},Flat", {"nlist": nlist, "nprobe": min(IVF_NPROBE, nlist)}
+        nprobe = max(16, math.ceil(IVF_SCAN * nlist / max(n, 1)))  # lists holding ~IVF_SCAN vectors
+        return f"IDMap2,IVF{nlist},Flat", {"nlist": nlist, "nprobe": min(nprobe, nlist)}
     return "IDMap2,Flat", {}
 
 

@@ -31,7 +31,7 @@ def index_cmd(
                                           "[default: models/default]."),
     no_labels: bool = typer.Option(False, "--no-labels", help="Do not label passages."),
     index_type: str = typer.Option("auto", "--index-type", help="Vector index: auto (exact up to 50,000 "
-                                   "passages, HNSW above), flat, hnsw or ivf."),
+                                   "passages, IVF above), flat, hnsw or ivf."),
     as_json: bool = JsonOpt,
     quiet: bool = QuietOpt,
 ) -> None:
