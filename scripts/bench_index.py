@@ -13,8 +13,11 @@ Prints passages/s of each, their ratio to the raw encode, and the peak RSS of ea
 (from wait4). With --scifact DIR it also runs `toolkit evaluate-search DIR --backend B --json` per
 backend and prints nDCG@10 and its difference to torch.
 
+Indexing labels every passage with the default classifier, as `toolkit index` does unless told
+--no-labels. --no-raw skips the raw encode (a peak-memory run at 100,000 passages).
+
 Usage: python scripts/bench_index.py [--passages 20000] [--seed 0] [--backends torch,auto]
-           [--scifact ../shared/benchmarks/scifact] [--keep DIR]
+           [--scifact ../shared/benchmarks/scifact] [--keep DIR] [--no-labels] [--no-raw]
 """
 from __future__ import annotations
 
@@ -86,6 +89,10 @@ def main() -> int:
     parser.add_argument("--scifact", type=Path, default=None, help="BEIR folder: also compare nDCG@10 per backend")
     parser.add_argument("--scifact-mode", default="hybrid", help="evaluate-search --mode (hybrid, dense)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the corpus and indexes here")
+    parser.add_argument("--no-labels", action="store_true",
+                        help="index with --no-labels (default: label with the default classifier, as `toolkit index` does)")
+    parser.add_argument("--no-raw", action="store_true",
+                        help="skip the raw torch encode (for memory runs at 100k passages, where it takes ~12 min)")
     parser.add_argument("--raw-encode", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_encode:
@@ -112,8 +119,9 @@ def main() -> int:
             for path in cache.glob("embeddings.sqlite*"):
                 path.unlink()
         index = work / f"index-{backend}"
+        labels = ["--no-labels"] if args.no_labels else []
         code, wall, rss, stdout = run_child([*toolkit, "index", str(work / "corpus"), "--index", str(index),
-                                             "--rebuild", "--backend", backend, "--no-labels", "--json", "-q"],
+                                             "--rebuild", "--backend", backend, *labels, "--json", "-q"],
                                             env, work / f"index-{backend}.out")
         if code:
             return 1
@@ -126,26 +134,28 @@ def main() -> int:
             opened = Index.open(index)
             texts = [t for _, t in opened.store.texts()]
             opened.close()
-    texts_file = work / "texts.json"
-    texts_file.write_text(json.dumps(texts))
-    code, _, raw_rss, stdout = run_child([sys.executable, __file__, "--raw-encode", str(texts_file)],
-                                         {**os.environ, "HF_HUB_OFFLINE": "1"}, work / "raw.out")
-    if code:
-        return 1
-    raw = json.loads(stdout)
-    raw_rate = raw["passages"] / raw["seconds"]
-
     n = len(texts)
     print(f"corpus: {articles} synthetic articles, {n} passages (mean {sum(map(len, texts)) / n:.0f} chars); "
-          f"{os.cpu_count()} CPUs")
-    print(f"raw SentenceTransformer.encode (torch fp32, batch 32): {raw['seconds']:.1f} s = {raw_rate:.1f} "
-          f"passages/s; peak RSS {raw_rss:.0f} MB")
+          f"{os.cpu_count()} CPUs; labelling {'off' if args.no_labels else 'on (default classifier)'}")
+    raw_rate = None
+    if not args.no_raw:
+        texts_file = work / "texts.json"
+        texts_file.write_text(json.dumps(texts))
+        code, _, raw_rss, stdout = run_child([sys.executable, __file__, "--raw-encode", str(texts_file)],
+                                             {**os.environ, "HF_HUB_OFFLINE": "1"}, work / "raw.out")
+        if code:
+            return 1
+        raw = json.loads(stdout)
+        raw_rate = raw["passages"] / raw["seconds"]
+        print(f"raw SentenceTransformer.encode (torch fp32, batch 32): {raw['seconds']:.1f} s = {raw_rate:.1f} "
+              f"passages/s; peak RSS {raw_rss:.0f} MB")
     for backend, result in results.items():
         report = result["report"]
         rate = report["passages_total"] / result["wall"]
         embed_rate = report["passages_embedded"] / report["embed_seconds"] if report["embed_seconds"] else 0.0
         print(f"toolkit index --backend {backend} (used: {result['used']}), end to end incl. start-up: "
-              f"{result['wall']:.1f} s = {rate:.1f} passages/s = {rate / raw_rate:.2f}x raw encode; "
+              f"{result['wall']:.1f} s = {rate:.1f} passages/s"
+              + (f" = {rate / raw_rate:.2f}x raw encode; " if raw_rate else "; ") +
               f"embedding alone {embed_rate:.1f} passages/s; peak RSS {result['rss']:.0f} MB"
               + (f"; one-time export/probe run {result['setup']:.1f} s" if result["setup"] else ""))
     if args.scifact:
@@ -163,7 +173,8 @@ def main() -> int:
             print(f"{args.scifact.name} {args.scifact_mode} nDCG@10 --backend {backend} "
                   f"(used: {result.get('backend', backend)}): {result['ndcg@10']:.4f}{delta} [{wall:.0f} s]")
     print(f"command: python scripts/bench_index.py --passages {args.passages} --seed {args.seed} "
-          f"--backends {args.backends}" + (f" --scifact {args.scifact}" if args.scifact else ""))
+          f"--backends {args.backends}" + (f" --scifact {args.scifact}" if args.scifact else "")
+          + (" --no-labels" if args.no_labels else "") + (" --no-raw" if args.no_raw else ""))
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
