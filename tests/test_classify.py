@@ -55,6 +55,18 @@ def test_predictions_have_labels_and_probabilities(small_bundle, embedder):
     assert set(probabilities[0]["contact_type"]) == set(bundle.models["contact_type"].classes)
 
 
+def test_tasks_with_the_same_fitted_features_share_them_without_changing_results(small_bundle, embedder):
+    bundle = Bundle.load(small_bundle)
+    texts = ["The two ministers spoke by phone on Monday.", "Beijing summoned the ambassador.",
+             "The exercise ended on Friday."]
+    X = list(zip(texts, embedder.encode(texts)))
+    shared: dict = {}
+    for model in bundle.models.values():
+        assert np.array_equal(model.predict_proba(X, shared), model.predict_proba(X))
+    # hybrid: both tasks fit one TF-IDF vocabulary on the same passages, so it is computed once
+    assert len(shared) == 1
+
+
 def test_tampered_joblib_is_refused(small_bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(small_bundle, copy)

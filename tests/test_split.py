@@ -82,3 +82,16 @@ def test_split_never_crashes_and_offsets_always_slice_back(text):
 def test_clean_never_crashes(text):
     result = clean_text(text)
     assert isinstance(result.text, str)
+
+
+def test_summed_sentence_counts_give_the_windows_of_exact_counting(embedder, monkeypatch):
+    """Window sizes are estimated from sentence counts; with the model's tokenizer the passages must
+    be the same as when every window is tokenised (a huge slack forces exact counts)."""
+    import toolkit.corpus.split as split
+
+    count = embedder.token_counter()
+    texts = [clean_text(path.read_text()).text for path in sorted(SEEDS.glob("*.txt"))]
+    estimated = [split_passages(t, max_tokens=64, count_tokens=count) for t in texts]
+    monkeypatch.setattr(split, "SUM_SLACK", 10**6)
+    exact = [split_passages(t, max_tokens=64, count_tokens=count) for t in texts]
+    assert estimated == exact and sum(map(len, exact)) > 20

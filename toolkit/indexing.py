@@ -414,7 +414,10 @@ class _GenerationWriter:
         if not blocks or len(self.vectors) == 0:
             return
         neighbours = min(STORY_NEIGHBOURS, len(self.vectors))
-        _, found = self.vectors.search(np.vstack(blocks), neighbours)
+        scores, found = self.vectors.search(np.vstack(blocks), neighbours)
+        # Only a neighbour at STORY_THRESHOLD or closer can make its article pass: an article whose
+        # passages are all further than that cannot average that close.
+        found = np.where(scores >= STORY_THRESHOLD, found, -1)
         owner = self.store.row_documents(sorted({int(r) for r in found.ravel() if r >= 0}))
         offset = 0
         for doc_id, rows, block in added:

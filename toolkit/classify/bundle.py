@@ -138,8 +138,9 @@ class Bundle:
         probabilities: list[dict] = [{} for _ in texts]
         if not X:
             return labels, probabilities
+        shared: dict = {}  # features computed once for tasks whose fitted feature steps are identical
         for name, model in self.models.items():
-            proba = model.predict_proba(X)
+            proba = model.predict_proba(X, shared)
             decided = model.decide(proba)
             for i in range(len(X)):
                 labels[i][name] = decided[i]

@@ -24,9 +24,24 @@ class TaskModel:
     classes: list[str]
     thresholds: dict[str, float] = field(default_factory=dict)
 
-    def predict_proba(self, X: Sequence) -> np.ndarray:
-        """Array of shape (n_passages, n_classes), columns in ``self.classes`` order."""
-        proba = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+    def predict_proba(self, X: Sequence, shared: dict | None = None) -> np.ndarray:
+        """Array of shape (n_passages, n_classes), columns in ``self.classes`` order.
+
+        ``shared`` (a dict kept by the caller for one ``X``) lets tasks whose pipelines have the
+        same fitted feature steps compute the features once: the default bundle's two tasks use
+        one TF-IDF vocabulary, and its character n-grams are most of the cost of labelling.
+        """
+        key = self._feature_key() if shared is not None else None
+        if key is None:
+            proba = self.estimator.predict_proba(X)
+        else:
+            if key not in shared:
+                features = X
+                for _, step in self.estimator.steps[:-1]:  # what Pipeline.predict_proba does before the last step
+                    features = step.transform(features)
+                shared[key] = features
+            proba = self.estimator[-1].predict_proba(shared[key])
+        proba = np.asarray(proba, dtype=np.float64)
         order = list(getattr(self.estimator, "classes_", self.classes))
         if self.task.kind == "multi" or order == self.classes:
             return proba
@@ -35,6 +50,19 @@ class TaskModel:
         for j, label in enumerate(order):
             aligned[:, self.classes.index(str(label))] = proba[:, j]
         return aligned
+
+    def _feature_key(self) -> str | None:
+        """Fingerprint of the fitted steps before the classifier, or None for a single estimator."""
+        if not hasattr(self, "_features"):
+            from sklearn.pipeline import Pipeline
+
+            self._features = None
+            if isinstance(self.estimator, Pipeline) and len(self.estimator.steps) > 1:
+                import hashlib
+                import pickle
+
+                self._features = hashlib.sha256(pickle.dumps(self.estimator.steps[:-1], protocol=5)).hexdigest()
+        return self._features
 
     def decide(self, proba: np.ndarray) -> list:
         return decide(proba, self.classes, self.task, self.thresholds)

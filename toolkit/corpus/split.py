@@ -38,6 +38,9 @@ _CLAUSE_BREAK = re.compile(r"[,;:–—]\s+")
 MAX_CHARS_PER_TOKEN = 32
 
 
+SUM_SLACK = 4  # tokens: window estimates this close to the budget are counted exactly
+
+
 def approx_tokens(text: str) -> int:
     """Cheap upper estimate of WordPiece tokens: words, punctuation, and long-word splits."""
     words = re.findall(r"[^\W_]+|[^\w\s]", text)
@@ -190,39 +193,56 @@ def split_passages(
     if max_tokens < 8:
         raise ValueError(f"max_tokens must be >= 8. Got {max_tokens} instead.")
     max_chars = max_tokens * MAX_CHARS_PER_TOKEN  # also bounds passages of a few huge 'words'
-    groups: list[list[Span]] = []  # sentences per paragraph
+    groups: list[list[tuple[Span, int]]] = []  # (sentence, its tokens) per paragraph
     for paragraph in paragraph_spans(text):
-        sentences: list[Span] = []
+        sentences: list[tuple[Span, int]] = []
         for sentence in sentence_spans(text, paragraph.start, paragraph.end):
-            if (sentence.end - sentence.start > max_chars
-                    or count_tokens(text[sentence.start : sentence.end]) > max_tokens):
-                sentences.extend(_cut_long(text, sentence, max_tokens, count_tokens))
+            tokens = (max_tokens + 1 if sentence.end - sentence.start > max_chars
+                      else count_tokens(text[sentence.start : sentence.end]))
+            if tokens > max_tokens:
+                sentences.extend((piece, count_tokens(text[piece.start : piece.end]))
+                                 for piece in _cut_long(text, sentence, max_tokens, count_tokens))
             else:
-                sentences.append(sentence)
+                sentences.append((sentence, tokens))
         if sentences:
             groups.append(sentences)
 
+    # A window's tokens are estimated as the sum of its sentences' (exact for tokenizers that split
+    # on whitespace first, off by a token or two at a joint otherwise), and counted exactly only
+    # when the estimate is within SUM_SLACK of the budget: re-tokenising every growing window was
+    # most of the cost of splitting.
+    def fits(start: int, end: int, estimate: int) -> tuple[bool, int]:
+        if estimate <= max_tokens - SUM_SLACK:
+            return True, estimate
+        if estimate > max_tokens + SUM_SLACK:
+            return False, estimate
+        exact = count_tokens(text[start:end])
+        return exact <= max_tokens, exact
+
     windows: list[tuple[int, int]] = []
     current: tuple[int, int] | None = None
+    current_tokens = 0
     current_paragraph_short = False
     for sentences in groups:
-        length = sentences[-1].end - sentences[0].start
-        paragraph_short = (length <= min_tokens * MAX_CHARS_PER_TOKEN
-                           and count_tokens(text[sentences[0].start : sentences[-1].end]) < min_tokens)
-        for i, sentence in enumerate(sentences):
+        first, last = sentences[0][0], sentences[-1][0]
+        paragraph_short = (last.end - first.start <= min_tokens * MAX_CHARS_PER_TOKEN
+                           and sum(tokens for _, tokens in sentences) < min_tokens)
+        for i, (sentence, tokens) in enumerate(sentences):
             if current is None:
-                current = (sentence.start, sentence.end)
+                current, current_tokens = (sentence.start, sentence.end), tokens
                 continue
             merged = (current[0], sentence.end)
             joins_paragraph = i == 0
             allowed = not joins_paragraph or paragraph_short or current_paragraph_short
-            if (allowed and merged[1] - merged[0] <= max_chars
-                    and count_tokens(text[merged[0] : merged[1]]) <= max_tokens):
-                current = merged
+            ok = False
+            if allowed and merged[1] - merged[0] <= max_chars:
+                ok, merged_tokens = fits(merged[0], merged[1], current_tokens + tokens)
+            if ok:
+                current, current_tokens = merged, merged_tokens
             else:
                 windows.append(current)
-                current = (sentence.start, sentence.end)
-        current_paragraph_short = count_tokens(text[current[0] : current[1]]) < min_tokens if current else False
+                current, current_tokens = (sentence.start, sentence.end), tokens
+        current_paragraph_short = current_tokens < min_tokens if current else False
     if current is not None:
         windows.append(current)
     return [Passage(i, s, e, text[s:e]) for i, (s, e) in enumerate(windows)]
