@@ -447,7 +447,8 @@ class _GenerationWriter:
         rows_texts = self.store.texts()
         lexical = LexicalIndex.build([r for r, _ in rows_texts], [t for _, t in rows_texts])
         lexical.save(self.folder / self.files["lexical"])
-        self.vectors = self.vectors.rebuilt(self.index_type)  # flat, or an ANN structure by size
+        del lexical, rows_texts  # saved: free the texts and BM25 arrays before the vector index rebuild
+        self.vectors = self.vectors.rebuilt(self.index_type, consume=True)  # flat, or an ANN structure by size
         self.vectors.save(self.folder / self.files["vectors"])
         self.store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.store.close()

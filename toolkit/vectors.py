@@ -151,14 +151,20 @@ class VectorIndex:
         flat.add(rows, vectors)
         self.__dict__.update(flat.__dict__)
 
-    def rebuilt(self, index_type: str = "auto") -> "VectorIndex":
-        """This index as ``index_type`` (``auto``: by size); ``self`` when it already is that structure."""
+    def rebuilt(self, index_type: str = "auto", *, consume: bool = False) -> "VectorIndex":
+        """This index as ``index_type`` (``auto``: by size); ``self`` when it already is that structure.
+
+        With ``consume`` the vectors are moved out of ``self`` (emptied) before the new structure is
+        filled, so the two never hold them at once: 150 MB less at the peak of 100k passages.
+        """
         factory, params = index_spec(index_type, len(self))
         if factory == self.factory or not len(self):  # an empty index stays as it is (IVF needs training data)
             self.params = {**self.params, **params}
             return self
         faiss = _faiss()
         rows, vectors = self.contents()
+        if consume:
+            self.index.reset()
         target = VectorIndex(self.dim, factory, params=params)
         inner = faiss.downcast_index(target.index.index)
         if target.index_type == "hnsw":
