@@ -216,3 +216,10 @@ def test_index_type_option(tmp_path):
     assert json.loads(run("query", QUERY, "--index", folder, "--json", "-k", "3").stdout)["hits"]
     one_line_error(run("index", SEEDS, "--index", tmp_path / "other", "--index-type", "lsh"), 2,
                    "'index_type' parameter must be one of auto, flat, hnsw, ivf")
+
+
+def test_version_prints_and_exits_zero():
+    from toolkit import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == __version__
