@@ -109,3 +109,26 @@ def test_new_indexes_default_to_auto_unless_the_environment_says_otherwise(monke
     assert default_backend() == "auto"
     monkeypatch.setenv("TOOLKIT_BACKEND", "openvino")
     assert default_backend() == "openvino"
+
+
+def test_queued_openvino_encoding_exits_cleanly_and_matches_single_batches():
+    """Many batches go through a reused AsyncInferQueue. A queue made per call aborted the process at
+    exit ("terminate called without an active exception", code 134) in about a quarter of runs."""
+    pytest.importorskip("openvino")
+    import subprocess
+
+    script = (
+        "import json, numpy as np\n"
+        "from toolkit.embed import resolve_model\n"
+        "from toolkit.backends import load_exported\n"
+        "model_id, path = resolve_model(None)\n"
+        "enc = load_exported(path, model_id, 'openvino')\n"
+        f"texts = [json.loads(l)['text'] for l in open({str(LABELS / 'seeds.jsonl')!r}) if l.strip()] * 4\n"
+        "single = np.vstack([enc.encode(texts[i:i + 32]) for i in range(0, len(texts), 32)])\n"
+        "for _ in range(3):\n"
+        "    assert (enc.encode(texts) * single).sum(axis=1).min() > 0.9999\n"
+        "print('ok')\n"
+    )
+    for _ in range(4):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]

@@ -220,7 +220,7 @@ class ExportedEncoder:
             # Many batches (indexing) go through a second compilation with the throughput hint: one
             # stream per core, each running its own request, fed by a queue while the calling thread
             # tokenises the next batch. Compiled on first use, so queries never pay for it.
-            self._throughput = None
+            self._queue = None
             self._throughput_lock = threading.Lock()
             self._compile_throughput = lambda: core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"})
         self._dim: int | None = None
@@ -240,46 +240,48 @@ class ExportedEncoder:
         else:
             out = []
             for batch in batches:
-                arrays = self._tokenize(batch)
-                hidden = self._run({name: arrays[name] for name in self.inputs})
-                out.append(_pool(np.asarray(hidden, dtype=np.float32), arrays["attention_mask"], self.pooling))
+                feed, mask = self._tokenize(batch)
+                out.append(_pool(np.asarray(self._run(feed), dtype=np.float32), mask, self.pooling))
         vectors = np.vstack(out) if out else np.zeros((0, self._dim or 0), np.float32)
         if self.normalize or normalize_embeddings:
             vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
         return vectors
 
-    def _tokenize(self, batch: list[str]) -> dict[str, np.ndarray]:
+    def _tokenize(self, batch: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's inputs for ``batch``, and its attention mask (for pooling)."""
         encoded = self.tokenizer.encode_batch(batch)
-        return {"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64)}
+        arrays = {"input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+                  "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+                  "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64)}
+        return {name: arrays[name] for name in self.inputs}, arrays["attention_mask"]
 
     def _encode_queued(self, batches: list[list[str]]) -> list[np.ndarray]:
-        """OpenVINO: run ``batches`` on the throughput-compiled model, several requests in flight."""
-        import openvino as ov
+        """OpenVINO: run ``batches`` on the throughput-compiled model, several requests in flight.
 
+        The queue and its requests are made once and reused: indexing calls this every 128 texts.
+        """
+        results: list[np.ndarray | None] = [None] * len(batches)
         with self._throughput_lock:
-            if self._throughput is None:
-                self._throughput = self._compile_throughput()
-            compiled = self._throughput
-            jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-            pending = ov.AsyncInferQueue(compiled, jobs)
-            results: list[np.ndarray | None] = [None] * len(batches)
-            masks: dict[int, np.ndarray] = {}
+            if self._queue is None:
+                import openvino as ov
 
-            def done(request, index):
-                hidden = np.asarray(request.get_output_tensor(0).data, dtype=np.float32)
-                results[index] = _pool(hidden, masks.pop(index), self.pooling)
-
-            pending.set_callback(done)
+                compiled = self._compile_throughput()
+                jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+                self._queue = ov.AsyncInferQueue(compiled, jobs)
+                self._queue.set_callback(self._pool_result)
             for index, batch in enumerate(batches):
-                arrays = self._tokenize(batch)
-                masks[index] = arrays["attention_mask"]
-                pending.start_async({name: arrays[name] for name in self.inputs}, userdata=index)
-            pending.wait_all()
+                feed, mask = self._tokenize(batch)
+                self._queue.start_async(feed, userdata=(results, index, mask))
+            self._queue.wait_all()
         if any(r is None for r in results):
             raise ModelError("OpenVINO returned no result for a batch; retry with --backend torch")
         return results
+
+    def _pool_result(self, request, job) -> None:
+        """AsyncInferQueue callback: pool one finished batch into its slot of the caller's results."""
+        results, index, mask = job
+        hidden = np.asarray(request.get_output_tensor(0).data, dtype=np.float32)
+        results[index] = _pool(hidden, mask, self.pooling)
 
 
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
