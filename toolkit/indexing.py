@@ -376,7 +376,7 @@ class _GenerationWriter:
     def _write(self, pending, vectors: np.ndarray, report: BuildReport, labeller, bar) -> None:
         """Replace/add the chunk's documents in the store and FAISS, label them, group stories, commit."""
         offset = 0
-        added, texts = [], []
+        added, texts, new_rows = [], [], []
         for document, passages, replaces in pending:
             if replaces:
                 removed = self.store.delete_document(document.doc_id)
@@ -389,14 +389,14 @@ class _GenerationWriter:
             self.vectors.add(rows, block)
             added.append((document.doc_id, rows, block))
             texts += [p.text for p in passages]
+            new_rows += rows
             report.passages_added += len(rows)
         if labeller is not None and texts:
             # One call for the whole chunk: the classifier's per-call overhead (pipelines, one
             # head per label) otherwise costs more than the arithmetic, document by document.
-            rows = [row for _, doc_rows, _ in added for row in doc_rows]
             labels, probabilities = labeller.predict(texts, vectors[:offset])
-            self.store.set_predictions(rows, labels, probabilities, labeller.bundle_id)
-            report.labelled += len(rows)
+            self.store.set_predictions(new_rows, labels, probabilities, labeller.bundle_id)
+            report.labelled += len(new_rows)
         self._assign_stories(added)
         self.store.commit()
         if bar is not None:

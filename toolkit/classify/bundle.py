@@ -138,7 +138,8 @@ class Bundle:
         probabilities: list[dict] = [{} for _ in texts]
         if not X:
             return labels, probabilities
-        shared: dict = {}  # features computed once for tasks whose fitted feature steps are identical
+        # Features computed once for tasks whose fitted feature steps are identical (one task: nothing to share).
+        shared: dict | None = {} if len(self.models) > 1 else None
         for name, model in self.models.items():
             proba = model.predict_proba(X, shared)
             decided = model.decide(proba)
