@@ -223,3 +223,24 @@ def test_version_prints_and_exits_zero():
 
     result = run("--version")
     assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+def test_data_passages_writes_what_indexing_splits_ready_to_label(tmp_path):
+    from conftest import LABELS
+
+    out = tmp_path / "to_label.jsonl"
+    result = run("data", "passages", SEEDS, "--out", out, "--split", "train")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    shipped = {json.loads(line)["text"] for line in (LABELS / "seeds.jsonl").read_text().splitlines()}
+    assert {r["text"] for r in rows} == shipped  # the same passages the seeds were labelled on
+    assert len({r["story"] for r in rows}) == 5 and len({r["id"] for r in rows}) == len(rows)
+    # Labelled as the help says, the file passes `data check` with the project's schema beside it.
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    (labelled / "schema.json").write_text((LABELS / "schema.json").read_text())
+    (labelled / "rows.jsonl").write_text("".join(
+        json.dumps({**r, "contact_type": ["none"], "tone": "neutral"}) + "\n" for r in rows))
+    assert run("data", "check", labelled).exit_code == 0
+    one_line_error(run("data", "passages", SEEDS, "--out", out, "--split", "holdout"), 2, "unknown split")
+    one_line_error(run("data", "passages", tmp_path / "nowhere", "--out", out), 2, "no such file")

@@ -43,3 +43,52 @@ def check_cmd(
     if problems:
         err(f"{len(problems)} problem(s) found")
         raise typer.Exit(1)
+
+
+@data_app.command("passages")
+@handle_errors
+def passages_cmd(
+    paths: List[Path] = typer.Argument(..., help="Article files or folders (txt, md, html, jsonl, csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="JSONL file to write, one passage per line."),
+    model: str = typer.Option(None, "--model", help="Embedding model whose tokenizer bounds the passages "
+                              "(default: the bundled all-MiniLM-L6-v2)."),
+    split: str = typer.Option(None, "--split", help="Put this split (train/dev/test) on every row."),
+) -> None:
+    """Write the passages `toolkit index` would make from articles, ready to label.
+
+    Each article is cleaned and split exactly as indexing does; each row carries `id`, `text`,
+    `story` (the article, so one article never straddles splits), `title`, `source` and `path`.
+    Add `contact_type` and `tone` (or your own tasks) to each row, then `toolkit data check` and
+    `toolkit train` read the file.
+
+    Example: toolkit data passages my_articles/ --out data/labels/new.jsonl --split train
+    """
+    import json
+
+    from toolkit.corpus.read import ReadReport, read_documents
+    from toolkit.corpus.split import split_passages
+    from toolkit.embed import Embedder
+    from toolkit.errors import UsageError
+    from toolkit.fsutil import write_atomic
+    from toolkit.indexing import PASSAGE_TOKENS
+
+    if split is not None and split not in ("train", "dev", "test"):
+        raise UsageError(f"unknown split {split!r}", hint="use train, dev or test")
+    embedder = Embedder(model)
+    count = embedder.token_counter()
+    report = ReadReport()
+    rows = []
+    for document in read_documents(paths, report):
+        story = document.doc_id
+        for passage in split_passages(document.text, max_tokens=min(PASSAGE_TOKENS, embedder.max_tokens),
+                                      count_tokens=count):
+            row = {"id": f"{story}-{passage.ordinal:02d}", "text": passage.text, "story": story,
+                   "title": document.title, "source": document.source, "path": document.path}
+            if split:
+                row["split"] = split
+            rows.append(row)
+    if not rows:
+        raise UsageError(f"no article text found in {', '.join(map(str, paths))}",
+                         hint="give txt, md, html, jsonl or csv articles")
+    write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    err(f"wrote {len(rows)} passages from {len({r['story'] for r in rows})} articles to {out}")
