@@ -148,3 +148,27 @@ def test_tune_thresholds_finds_the_separating_value():
     y = np.array([[1], [1], [1], [0], [0]])
     # Every threshold in (0.30, 0.35] separates the classes; ties go to the one nearest 0.5.
     assert tune_thresholds(proba, y, ["call"])["call"] == pytest.approx(0.35)
+
+
+def test_setfit_reuses_frozen_layers_and_matches_the_full_encoder():
+    """SetFit embeds through cached frozen-layer states; the result equals encoding with the whole model."""
+    import numpy as np
+
+    from toolkit.classify import setfit
+    from toolkit.classify.setfit import SetFitClassifier
+
+    texts = [f"The defence ministers of country {i} and its neighbour spoke by phone on day {i}." for i in range(12)]
+    texts += [f"Heavy rain flooded {i} villages in the north, officials said, and schools were shut." for i in range(12)]
+    y = np.array(["call"] * 12 + ["none"] * 12)
+    setfit._LOWER_CACHE.clear()
+    clf = SetFitClassifier(max_pairs=16, batch_size=8).fit([(t, None) for t in texts], y)
+    assert clf.frozen_layers_ == 3  # bundled MiniLM: 6 layers, top 3 trained
+    cached = sum(len(v) for v in setfit._LOWER_CACHE.values())
+    assert cached == len(texts)
+    full = clf.encoder_.encode(texts, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    assert np.abs(clf._embed(texts) - full).max() < 1e-5
+    proba = clf.predict_proba([(t, None) for t in texts])
+    assert proba.shape == (24, 2) and (proba.argmax(axis=1) == (y == "none")).mean() > 0.9
+    # A second fit on the same passages (another fold or task) adds nothing to the cache.
+    SetFitClassifier(max_pairs=16, batch_size=8, random_state=1).fit([(t, None) for t in texts], y)
+    assert sum(len(v) for v in setfit._LOWER_CACHE.values()) == cached

@@ -50,23 +50,74 @@ def pair_targets(y: np.ndarray, multi: bool, n_pairs: int, rng: np.random.Genera
     return left, right, target.astype(np.float32)
 
 
-def _freeze_lower_layers(encoder, trainable_layers: int | None) -> None:
+def _freeze_lower_layers(encoder, trainable_layers: int | None) -> int:
     """Stop gradients below the top ``trainable_layers`` transformer layers (BERT-like models).
 
-    Models whose layer list cannot be found are trained whole.
+    Returns the number of frozen layers (0 when every layer trains: no ``trainable_layers``, or a
+    model whose layer list cannot be found).
     """
     if trainable_layers is None:
-        return
+        return 0
     transformer = getattr(encoder[0], "auto_model", None)
     layers = getattr(getattr(transformer, "encoder", None), "layer", None)
     if transformer is None or layers is None:
         log.info("setfit: layer list not found, fine-tuning every layer")
-        return
-    frozen = [getattr(transformer, "embeddings", None), *list(layers)[: max(len(layers) - trainable_layers, 0)]]
+        return 0
+    n_frozen = max(len(layers) - trainable_layers, 0)
+    frozen = [getattr(transformer, "embeddings", None), *list(layers)[:n_frozen]]
     for module in frozen:
         if module is not None:
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
+    return n_frozen
+
+
+# Hidden states after the frozen lower layers, per (model, frozen layers, length limit) and text.
+# Frozen layers are identical in every fitted copy of a model, so cross-validation folds and tasks
+# (the benchmark fits 20 SetFit models on the same passages) run them once per passage and only the
+# fine-tuned top layers per fit. Bounded: cleared when it would exceed LOWER_CACHE_TEXTS texts.
+_LOWER_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+LOWER_CACHE_TEXTS = 20_000
+
+
+def _mean_pooling_only(encoder) -> bool:
+    """True for a plain transformer + mean pooling (+ normalisation) sentence-transformers model."""
+    names = [type(module).__name__ for module in encoder]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return False
+    pooling = encoder[1]
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers 5: a string such as "mean"
+    if isinstance(mode, str):
+        return mode == "mean"
+    return bool(getattr(pooling, "pooling_mode_mean_tokens", False)) and not any(
+        getattr(pooling, flag, False) for flag in ("pooling_mode_cls_token", "pooling_mode_max_tokens",
+                                                     "pooling_mode_mean_sqrt_len_tokens"))
+
+
+class _LayerSlice:
+    """Run a BERT-like model's forward over a slice of its layers; optionally skip its embeddings."""
+
+    def __init__(self, transformer, start: int, stop: int | None, skip_embeddings: bool):
+        self.transformer, self.start, self.stop, self.skip = transformer, start, stop, skip_embeddings
+
+    def __enter__(self):
+        import torch
+
+        class _Given(torch.nn.Module):  # stands in for the embeddings: inputs are hidden states
+            def forward(self, input_ids=None, position_ids=None, token_type_ids=None, inputs_embeds=None,
+                        **kwargs):
+                return inputs_embeds
+
+        encoder = self.transformer.encoder
+        self.saved = (encoder.layer, self.transformer.embeddings)
+        encoder.layer = torch.nn.ModuleList(list(encoder.layer)[self.start:self.stop])
+        if self.skip:
+            self.transformer.embeddings = _Given()
+        return self.transformer
+
+    def __exit__(self, *exc):
+        self.transformer.encoder.layer, self.transformer.embeddings = self.saved
+        return False
 
 
 class SetFitClassifier(BaseEstimator, ClassifierMixin):
@@ -121,7 +172,7 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         encoder = self._encoder()
         full_length = encoder.max_seq_length
         encoder.max_seq_length = min(full_length, self.max_tokens)
-        _freeze_lower_layers(encoder, self.trainable_layers)
+        self.frozen_layers_ = _freeze_lower_layers(encoder, self.trainable_layers)
         optimizer = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=self.learning_rate)
         encoder.train()
         n_pairs = min(self.pairs_per_example * len(texts), self.max_pairs)
@@ -155,8 +206,54 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
         return self
 
     def _embed(self, texts):
-        return self.encoder_.encode(list(texts), batch_size=32, convert_to_numpy=True, normalize_embeddings=True,
+        texts = list(texts)
+        if getattr(self, "frozen_layers_", 0) and _mean_pooling_only(self.encoder_):
+            return self._embed_from_frozen(texts)
+        return self.encoder_.encode(texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True,
                                     show_progress_bar=False)
+
+    def _embed_from_frozen(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Normalised mean-pooled embeddings, reusing cached outputs of the frozen lower layers.
+
+        Matches ``encoder.encode`` (same tokenisation, truncation and pooling) up to float rounding.
+        """
+        import torch
+
+        module = self.encoder_[0]
+        transformer, split = module.auto_model, self.frozen_layers_
+        key = (str(self.model), split, self.encoder_.max_seq_length, type(transformer).__name__)
+        cache = _LOWER_CACHE.setdefault(key, {})
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if len(cache) + len(missing) > LOWER_CACHE_TEXTS:
+            cache.clear()
+            missing = list(dict.fromkeys(texts))
+        with torch.no_grad(), _LayerSlice(transformer, 0, split, skip_embeddings=False) as lower:
+            order = sorted(range(len(missing)), key=lambda i: -len(missing[i]))
+            for start in range(0, len(order), batch_size):
+                chunk = [missing[i] for i in order[start:start + batch_size]]
+                features = module.tokenizer([t.strip() for t in chunk], padding=True, truncation="longest_first",
+                                            max_length=self.encoder_.max_seq_length, return_tensors="pt")
+                states = lower(**features).last_hidden_state
+                lengths = features["attention_mask"].sum(dim=1).tolist()
+                for text, state, n in zip(chunk, states, lengths):
+                    cache[text] = state[:n].numpy().copy()
+        out = np.zeros((len(texts), transformer.config.hidden_size), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(cache[texts[i]]))
+        with torch.no_grad(), _LayerSlice(transformer, split, None, skip_embeddings=True) as upper:
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                states = [cache[texts[i]] for i in rows]
+                width = max(len(x) for x in states)
+                hidden = torch.zeros((len(rows), width, states[0].shape[1]), dtype=torch.float32)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, x in enumerate(states):
+                    hidden[r, : len(x)] = torch.from_numpy(x)
+                    mask[r, : len(x)] = 1
+                tokens = upper(inputs_embeds=hidden, attention_mask=mask).last_hidden_state
+                weights = mask.unsqueeze(-1).to(tokens.dtype)
+                pooled = (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+                out[rows] = torch.nn.functional.normalize(pooled, dim=1).numpy()
+        return out
 
     def predict_proba(self, X):
         check_is_fitted(self, "head_")
