@@ -142,7 +142,7 @@ class SetFitClassifier(BaseEstimator, ClassifierMixin):
     random_state : int
     """
 
-    def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=640, max_tokens=64, epochs=1,
+    def __init__(self, model=None, multi=False, pairs_per_example=2, max_pairs=320, max_tokens=64, epochs=1,
                  batch_size=16, learning_rate=3e-5, C=4.0, trainable_layers=3, random_state=0):
         self.model = model
         self.multi = multi
