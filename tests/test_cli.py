@@ -242,5 +242,12 @@ def test_data_passages_writes_what_indexing_splits_ready_to_label(tmp_path):
     (labelled / "rows.jsonl").write_text("".join(
         json.dumps({**r, "contact_type": ["none"], "tone": "neutral"}) + "\n" for r in rows))
     assert run("data", "check", labelled).exit_code == 0
+    # A file indexing would skip is skipped here too, with the same warning.
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "a.txt").write_text((SEEDS / sorted(p.name for p in SEEDS.iterdir())[0]).read_text())
+    (mixed / "empty.txt").write_text("")
+    warned = run("data", "passages", mixed, "--out", tmp_path / "mixed.jsonl")
+    assert warned.exit_code == 0 and "warning: " in warned.stderr and "empty.txt: empty file, skipped" in warned.stderr
     one_line_error(run("data", "passages", SEEDS, "--out", out, "--split", "holdout"), 2, "unknown split")
     one_line_error(run("data", "passages", tmp_path / "nowhere", "--out", out), 2, "no such file")

@@ -46,12 +46,13 @@ def test_seed_passages_match_the_splitter(embedder):
     """data/labels/seeds.jsonl holds exactly the passages the splitter makes from the seeds."""
     from toolkit.corpus.read import read_documents
     from toolkit.corpus.split import split_passages
+    from toolkit.indexing import passage_token_budget
 
     from conftest import SEEDS
 
     count = embedder.token_counter()
     produced = {p.text for d in read_documents([SEEDS])
-                for p in split_passages(d.text, max_tokens=min(128, embedder.max_tokens), count_tokens=count)}
+                for p in split_passages(d.text, max_tokens=passage_token_budget(embedder), count_tokens=count)}
     labelled = {json.loads(line)["text"] for line in (LABELS / "seeds.jsonl").read_text().splitlines()}
     assert produced == labelled
 

@@ -43,6 +43,11 @@ STORY_NEIGHBOURS = 16
 _GENERATION_FILE = re.compile(r"^(store|vectors|lexical)\.(\d+)(\.sqlite|\.faiss)?$")
 
 
+def passage_token_budget(embedder) -> int:
+    """Longest passage, in the model's tokens: PASSAGE_TOKENS, or the model's own limit if smaller."""
+    return min(PASSAGE_TOKENS, embedder.max_tokens)
+
+
 @dataclass
 class BuildReport:
     """What an ``index`` run did."""
@@ -297,7 +302,7 @@ class _GenerationWriter:
             raise
         self.store = Store(store_path)
         self.next_row = self.store.next_row()
-        self.max_tokens = min(PASSAGE_TOKENS, embedder.max_tokens)
+        self.max_tokens = passage_token_budget(embedder)
 
     # -- reading ---------------------------------------------------------------------------------
     def _produce(self, paths, out: queue.Queue, read_report: ReadReport, skip_bad: bool, known: dict[str, str],

@@ -70,23 +70,24 @@ def passages_cmd(
     from toolkit.embed import Embedder
     from toolkit.errors import UsageError
     from toolkit.fsutil import write_atomic
-    from toolkit.indexing import PASSAGE_TOKENS
+    from toolkit.indexing import passage_token_budget
 
     if split is not None and split not in ("train", "dev", "test"):
         raise UsageError(f"unknown split {split!r}", hint="use train, dev or test")
     embedder = Embedder(model)
-    count = embedder.token_counter()
+    count, budget = embedder.token_counter(), passage_token_budget(embedder)
     report = ReadReport()
     rows = []
     for document in read_documents(paths, report):
         story = document.doc_id
-        for passage in split_passages(document.text, max_tokens=min(PASSAGE_TOKENS, embedder.max_tokens),
-                                      count_tokens=count):
+        for passage in split_passages(document.text, max_tokens=budget, count_tokens=count):
             row = {"id": f"{story}-{passage.ordinal:02d}", "text": passage.text, "story": story,
                    "title": document.title, "source": document.source, "path": document.path}
             if split:
                 row["split"] = split
             rows.append(row)
+    for message in report.warnings + report.skipped:  # what indexing would report for the same files
+        err(f"warning: {message}")
     if not rows:
         raise UsageError(f"no article text found in {', '.join(map(str, paths))}",
                          hint="give txt, md, html, jsonl or csv articles")
